@@ -1,0 +1,76 @@
+"""Name → environment constructor registry: ``make(name, **config)`` and ``list_envs()``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from svnr_jax.envs.base import Env
+
+_REGISTRY: dict[str, tuple[Callable[..., Env], dict[str, Any]]] = {}
+
+
+def register(name: str, constructor: Callable[..., Env], defaults: dict[str, Any] | None = None) -> None:
+    """Register ``constructor(**config)`` under ``name``. ``defaults`` lists every accepted config key
+    (``make`` rejects any other key). Re-registering a name replaces it."""
+    if defaults is None:
+        defaults = constructor.default_config() if hasattr(constructor, "default_config") else {}
+    _REGISTRY[name] = (constructor, dict(defaults))
+
+
+def list_envs() -> list[str]:
+    """Sorted names of every registered environment."""
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def env_defaults(name: str) -> dict[str, Any]:
+    """The default config of a registered env (a copy)."""
+    _ensure_builtin()
+    _check_name(name)
+    return dict(_REGISTRY[name][1])
+
+
+def make(name: str, **config: Any) -> Env:
+    """Build a registered environment.
+
+    Raises:
+      ValueError: unknown ``name`` (the message lists the registered names) or unknown config key
+        (lists the accepted keys). Invalid config values are rejected by the env's constructor.
+    """
+    _ensure_builtin()
+    _check_name(name)
+    constructor, defaults = _REGISTRY[name]
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {unknown} for env {name!r}; allowed keys: {sorted(defaults)}"
+        )
+    return constructor(**{**defaults, **config})
+
+
+def _check_name(name: str) -> None:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f" (did you mean {close}?)" if close else ""
+        raise ValueError(f"unknown env name {name!r}{hint}; registered envs: {sorted(_REGISTRY)}")
+
+
+_BUILTIN_LOADED = False
+
+
+def _ensure_builtin() -> None:
+    """Import the env modules that register themselves (lazily, so importing the registry is cheap)."""
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
+    _BUILTIN_LOADED = True
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+# Modules whose import registers envs. New env families add themselves here.
+_BUILTIN_MODULES: list[str] = []
