@@ -2,5 +2,20 @@
 
 from svnr_jax.envs.base import Env, EnvSpec, State
 from svnr_jax.envs.registry import env_defaults, list_envs, make, register
+from svnr_jax.envs.wrappers import AutoReset, Batch, EpisodeStats, RescaleActions, Wrapper, wrap_for_training
 
-__all__ = ["Env", "EnvSpec", "State", "env_defaults", "list_envs", "make", "register"]
+__all__ = [
+    "AutoReset",
+    "Batch",
+    "Env",
+    "EnvSpec",
+    "EpisodeStats",
+    "RescaleActions",
+    "State",
+    "Wrapper",
+    "env_defaults",
+    "list_envs",
+    "make",
+    "register",
+    "wrap_for_training",
+]
