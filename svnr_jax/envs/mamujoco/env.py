@@ -1,0 +1,301 @@
+"""Multi-agent MuJoCo on MJX: one :class:`MaMuJoCo` env class, configured by a :class:`TaskDef`.
+
+At construction (Python, numpy) the MJCF model is loaded from the installed package, the optional speed
+settings are applied to the compiled ``MjModel`` (documented below), and the agent graph is turned into
+three static index tables (observations ``[N, O]``, global state ``[S]``, actions → actuators ``[nu]``).
+The jitted ``step`` then runs ``frame_skip`` ``mjx.step`` calls, builds one flat feature vector from the
+MJX data and gathers observations and state from it. The MJX model is closed over (a constant inside
+jit), never passed as an argument.
+
+Speed options (defaults = the reference's settings; each changes the dynamics, so the equivalence tests
+measure them and they are never silent):
+
+* ``solver``: ``"newton"`` or ``"cg"`` (MJX has no PGS: Humanoid's PGS becomes Newton by default);
+* ``solver_iterations`` / ``ls_iterations``: ``model.opt.iterations`` / ``model.opt.ls_iterations``;
+* ``integrator``: ``"euler"``, ``"rk4"`` or ``"implicitfast"`` (``model.opt.integrator``);
+* ``contact_geoms``: names of the geoms that may collide with anything; every other non-world geom gets
+  ``contype = conaffinity = 0`` (contact pruning: MJX evaluates every candidate pair every step).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from flax import struct
+from mujoco import mjx
+
+from svnr_jax.envs.base import Env, EnvSpec, State
+from svnr_jax.envs.mamujoco.graph import FeatureLayout
+from svnr_jax.envs.mamujoco.tasks import TASKS, TaskDef
+
+Array = jax.Array
+
+_INTEGRATORS = {
+    "euler": mujoco.mjtIntegrator.mjINT_EULER,
+    "rk4": mujoco.mjtIntegrator.mjINT_RK4,
+    "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+}
+_SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
+
+EPISODE_LENGTH = 1000
+
+
+@struct.dataclass
+class MaMuJoCoState:
+    """Env internals: the MJX physics data (``Data`` leaves; batched envs add ``[B]`` in front)."""
+
+    data: mjx.Data
+
+
+def load_model(task: TaskDef) -> mujoco.MjModel:
+    """The task's compiled ``MjModel`` from the installed package.
+
+    MuJoCo's compiler warnings (coupled_half_cheetah.xml's deprecated ``settotalmass``) are turned into
+    Python warnings instead of stderr lines plus a ``MUJOCO_LOG.TXT`` in the working directory.
+    """
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda msg: warnings.warn(f"MuJoCo: {msg}", stacklevel=2))
+    try:
+        return mujoco.MjModel.from_xml_path(task.xml())
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def _validate(name: str, config: dict[str, Any], model: mujoco.MjModel) -> None:
+    k = config["agent_obsk"]
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"agent_obsk must be an int >= 0, got {k!r}")
+    for key in ("solver_iterations", "ls_iterations"):
+        v = config[key]
+        if v is not None and (not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{key} must be None (the model's value) or an int >= 1, got {v!r}")
+    if config["integrator"] is not None and config["integrator"] not in _INTEGRATORS:
+        raise ValueError(f"integrator must be None or one of {sorted(_INTEGRATORS)}, got {config['integrator']!r}")
+    if config["solver"] is not None and config["solver"] not in _SOLVERS:
+        raise ValueError(f"solver must be None or one of {sorted(_SOLVERS)}, got {config['solver']!r}")
+    geoms = config["contact_geoms"]
+    if geoms is not None:
+        if isinstance(geoms, str) or not all(isinstance(g, str) for g in geoms):
+            raise ValueError(f"contact_geoms must be None or a tuple of geom names, got {geoms!r}")
+        names = {model.geom(i).name for i in range(model.ngeom)}
+        unknown = sorted(set(geoms) - names)
+        if unknown:
+            raise ValueError(f"contact_geoms: unknown geom(s) {unknown} in {name}; geoms: {sorted(names - {''})}")
+
+
+def apply_speed_options(model: mujoco.MjModel, config: dict[str, Any]) -> list[str]:
+    """Apply the speed options to ``model`` in place; returns the list of changes made (for logs).
+
+    MJX cannot run PGS; a model asking for it (Humanoid) gets Newton unless ``solver`` says otherwise.
+    """
+    changes = []
+    if config["solver"] is not None:
+        model.opt.solver = _SOLVERS[config["solver"]]
+        changes.append(f"solver={config['solver']}")
+    elif model.opt.solver == mujoco.mjtSolver.mjSOL_PGS:
+        model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
+        changes.append("solver=newton (PGS unsupported by MJX)")
+    if config["solver_iterations"] is not None:
+        model.opt.iterations = int(config["solver_iterations"])
+        changes.append(f"iterations={config['solver_iterations']}")
+    if config["ls_iterations"] is not None:
+        model.opt.ls_iterations = int(config["ls_iterations"])
+        changes.append(f"ls_iterations={config['ls_iterations']}")
+    if config["integrator"] is not None:
+        model.opt.integrator = _INTEGRATORS[config["integrator"]]
+        changes.append(f"integrator={config['integrator']}")
+    if config["contact_geoms"] is not None:
+        keep = set(config["contact_geoms"])
+        for g in range(model.ngeom):
+            if model.geom_bodyid[g] != 0 and model.geom(g).name not in keep:
+                model.geom_contype[g] = 0
+                model.geom_conaffinity[g] = 0
+        changes.append(f"contact_geoms={tuple(sorted(keep))}")
+    return changes
+
+
+class MaMuJoCo(Env):
+    """A Gymnasium-Robotics ``mamujoco_v1`` task on MJX (see :mod:`svnr_jax.envs.mamujoco`).
+
+    Observations ``[N, O]`` (zero-padded per agent), global state ``[S]`` (the single-agent v5
+    observation, ``state()`` in the reference), actions ``[N, A]`` in the model's native ``ctrlrange``
+    (passed to ``data.ctrl`` unclipped: MuJoCo clamps internally and the control costs use the raw action,
+    as Gymnasium does). ``terminated`` = unhealthy (tasks with healthy ranges); ``truncated`` = 1000
+    steps reached without terminating.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        *,
+        agent_obsk: int = 1,
+        solver: str | None = None,
+        solver_iterations: int | None = None,
+        ls_iterations: int | None = None,
+        integrator: str | None = None,
+        contact_geoms: tuple[str, ...] | None = None,
+    ):
+        if task not in TASKS:
+            raise ValueError(f"unknown MaMuJoCo task {task!r}; tasks: {sorted(TASKS)}")
+        self.task = TASKS[task]()
+        self.config = {
+            "agent_obsk": agent_obsk,
+            "solver": solver,
+            "solver_iterations": solver_iterations,
+            "ls_iterations": ls_iterations,
+            "integrator": integrator,
+            "contact_geoms": None if contact_geoms is None else tuple(contact_geoms),
+        }
+        model = load_model(self.task)
+        _validate(task, self.config, model)
+        self.model_changes = apply_speed_options(model, self.config)
+        self.mj_model = model
+        self.mjx_model = mjx.put_model(model)
+        self.dt = float(model.opt.timestep) * self.task.frame_skip
+
+        graph = self.task.graph
+        n_agents = len(graph.partition)
+        obs_entries = [graph.agent_entries(a, int(agent_obsk)) for a in range(n_agents)]
+        state_entries = self.task.state_entries(model)
+        self.layout = FeatureLayout.build(model, [*obs_entries, state_entries])
+        obs_sizes = tuple(len(e) for e in obs_entries)
+        self.obs_table = self.layout.table(model, obs_entries, max(obs_sizes))
+        self.state_index = self.layout.indices(model, state_entries)
+        self.obs_entries = obs_entries  # kept for inspection (tests check the ordering by name)
+
+        # Actions: agent a's entry i drives the actuator whose joint is partition[a][i].joint.
+        action_sizes = tuple(len(p) for p in graph.partition)
+        width = max(action_sizes)
+        act_of_joint = {
+            int(model.actuator_trnid[u, 0]): u
+            for u in range(model.nu)
+            if model.actuator_trntype[u] == mujoco.mjtTrn.mjTRN_JOINT
+        }
+        gather = np.full(model.nu, -1, dtype=np.int32)
+        for a, part in enumerate(graph.partition):
+            for i, node in enumerate(part):
+                u = act_of_joint[model.joint(node.joint).id]
+                if gather[u] != -1:
+                    raise ValueError(f"{task}: actuator {u} is driven by two agents")
+                gather[u] = a * width + i
+        if (gather < 0).any():
+            raise ValueError(f"{task}: actuators {np.flatnonzero(gather < 0).tolist()} have no agent")
+        self.action_gather = gather
+
+        low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+        if not (np.all(low == low[0]) and np.all(high == high[0])):
+            raise ValueError(f"{task}: actuators have different ctrlranges {model.actuator_ctrlrange.tolist()}")
+        self.spec = EnvSpec(
+            name=task,
+            num_agents=n_agents,
+            obs_sizes=obs_sizes,
+            action_sizes=action_sizes,
+            state_size=len(state_entries),
+            action_low=float(low[0]),
+            action_high=float(high[0]),
+            episode_length=EPISODE_LENGTH,
+        )
+        self._reward = self.task.reward(model)
+        self._qpos0 = np.asarray(model.qpos0, dtype=np.float32)
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {
+            "agent_obsk": 1,
+            "solver": None,
+            "solver_iterations": None,
+            "ls_iterations": None,
+            "integrator": None,
+            "contact_geoms": None,
+        }
+
+    # ------------------------------------------------------------------ pure functions
+    def features(self, data: mjx.Data) -> Array:
+        """``[F]`` flat feature vector (used sources concatenated, then a 0 padding slot)."""
+        impl = data._impl
+        parts = []
+        for source in self.layout.sources:
+            base, _, clip = source.partition("_clip")
+            if base in ("qpos", "qvel", "qfrc_actuator"):
+                x = getattr(data, base)
+            elif base in ("cvel",):
+                x = data.cvel
+            else:  # cinert, cfrc_ext, ten_J, ten_velocity live in the JAX impl
+                x = getattr(impl, base) if base != "ten_length" else data.ten_length
+            x = x.reshape(-1)
+            if clip:
+                x = jnp.clip(x, -float(clip), float(clip))
+            parts.append(x)
+        parts.append(jnp.zeros((1,), parts[0].dtype))
+        return jnp.concatenate(parts)
+
+    def observe(self, data: mjx.Data) -> tuple[Array, Array]:
+        """``(obs [N, O], global_state [S])`` from MJX data (one gather each)."""
+        f = self.features(data)
+        return f[self.obs_table], f[self.state_index]
+
+    def state_from_physics(self, qpos: Array, qvel: Array) -> State:
+        """The env state at ``qpos [nq]``, ``qvel [nv]`` (``mj_forward`` applied, time 0), as after a reset."""
+        data = mjx.make_data(self.mjx_model)
+        data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
+        data = mjx.forward(self.mjx_model, data)
+        obs, gstate = self.observe(data)
+        return State(
+            env_state=MaMuJoCoState(data=data),
+            obs=obs,
+            global_state=gstate,
+            reward=jnp.zeros((), jnp.float32),
+            terminated=jnp.zeros((), bool),
+            truncated=jnp.zeros((), bool),
+            time=jnp.zeros((), jnp.int32),
+        )
+
+    def reset(self, key: Array) -> State:
+        """Reset with the v5 task's noise: ``qpos0 + noise``, ``0 + noise`` (uniform ±s or normal·s)."""
+        key_qpos, key_qvel = jax.random.split(key)
+        nq, nv = self.mj_model.nq, self.mj_model.nv
+
+        def noise(k, kind_scale, n):
+            kind, scale = kind_scale
+            if kind == "uniform":
+                return jax.random.uniform(k, (n,), minval=-scale, maxval=scale)
+            return scale * jax.random.normal(k, (n,))
+
+        qpos = jnp.asarray(self._qpos0) + noise(key_qpos, self.task.qpos_noise, nq)
+        qvel = noise(key_qvel, self.task.qvel_noise, nv)
+        return self.state_from_physics(qpos, qvel)
+
+    def physics_step(self, data: mjx.Data, ctrl: Array) -> mjx.Data:
+        """``frame_skip`` MJX steps with ``ctrl [nu]`` (then ``rne_postconstraint`` where the task reads
+        ``cfrc_ext``, as Gymnasium's ``do_simulation`` does)."""
+        model = self.mjx_model
+        data = data.replace(ctrl=ctrl)
+        data = jax.lax.fori_loop(0, self.task.frame_skip, lambda _, d: mjx.step(model, d), data)
+        if self.task.needs_cfrc_ext or "cfrc_ext" in " ".join(self.layout.sources):
+            data = mjx.rne_postconstraint(model, data)
+        return data
+
+    def step(self, state: State, actions: Array, key: Array | None = None) -> State:
+        """One env step. ``actions [N, A]`` (padded entries ignored); ``key`` unused (deterministic)."""
+        del key
+        ctrl = jnp.reshape(actions, (-1,))[self.action_gather].astype(jnp.float32)
+        data0 = state.env_state.data
+        data1 = self.physics_step(data0, ctrl)
+        reward, terminated = self._reward(data0, data1, ctrl, self.dt)
+        obs, gstate = self.observe(data1)
+        time = state.time + 1
+        return State(
+            env_state=MaMuJoCoState(data=data1),
+            obs=obs,
+            global_state=gstate,
+            reward=reward.astype(jnp.float32),
+            terminated=terminated,
+            truncated=(time >= self.spec.episode_length) & ~terminated,
+            time=time,
+            info=state.info,
+        )
