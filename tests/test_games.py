@@ -266,3 +266,21 @@ def test_particle_gather_reset_from_key():
     spec = env.spec
     assert spec.best_team_reward == 10.0 and spec.best_return is None
     assert (spec.action_low, spec.action_high) == (-1.0, 1.0)
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def test_plot_reward_landscape_and_cli(tmp_path, capsys):
+    from experiments.plot_game import main
+    from svnr_jax.plotting import plot_reward_landscape, reward_grid
+
+    xs, z = reward_grid(make("max_of_three"), 5)  # xs = -10, -5, 0, 5, 10; z[j, i] = r(xs[i], xs[j])
+    np.testing.assert_array_equal(xs, [-10, -5, 0, 5, 10])
+    assert z[3, 3] == 10.0 and z[2, 2] == 2.0 and z[1, 3] == 0.4375
+    ax = plot_reward_landscape("climbing", path=tmp_path / "c.png", resolution=16)
+    assert (tmp_path / "c.png").stat().st_size > 0 and ax.get_xlim() == (-1.0, 1.0)
+    with pytest.raises(ValueError, match="two-agent one-step game"):
+        plot_reward_landscape("max_of_three", num_agents=3)
+    assert main(["penalty", "--out", str(tmp_path), "--resolution", "8"]) == [str(tmp_path / "penalty.png")]
+    assert capsys.readouterr().out.strip() == str(tmp_path / "penalty.png")

@@ -1,0 +1,1 @@
+"""Entry points, presets, sweeps and plots (no algorithm logic)."""
