@@ -221,3 +221,19 @@ def test_wrapper_stack_exposes_spec_and_unwrapped():
     assert env.spec is raw.spec and env.unwrapped is raw and env.num_envs == 2
     assert repr(env) == "Batch(EpisodeStats(AutoReset(RescaleActions(Penalty(penalty)))), num_envs=2)"
     assert isinstance(env.env, EpisodeStats) and isinstance(env.env.env, AutoReset)
+
+
+def test_wrapped_step_traces_once():
+    """The state a step returns has the same pytree structure and dtypes as the reset state."""
+    env = wrap_for_training(make("climbing"), 3)
+    traces = []
+
+    def step(state, actions, key):
+        traces.append(1)
+        return env.step(state, actions, key)
+
+    step = jax.jit(step)
+    state = env.reset(jax.random.key(11))
+    for k in jax.random.split(jax.random.key(12), 3):
+        state = step(state, jnp.zeros((3, 2, 1)), k)
+    assert len(traces) == 1
