@@ -15,6 +15,12 @@ measure them and they are never silent):
 * ``integrator``: ``"euler"``, ``"rk4"`` or ``"implicitfast"`` (``model.opt.integrator``);
 * ``contact_geoms``: names of the geoms that may collide with anything; every other non-world geom gets
   ``contype = conaffinity = 0`` (contact pruning: MJX evaluates every candidate pair every step).
+
+``reference_obs_quirks`` (default True) reproduces Gymnasium-Robotics' observation indexing exactly,
+including its index bugs: CoupledHalfCheetah (both agents' joint entries read the second cheetah's
+joints) and Humanoid (nodes abdomen_y / abdomen_z read each other's qpos, qvel, qfrc_actuator). False
+gives every node its own joint's entries. Other reference quirks (Swimmer nodes observing the root
+slide velocities, Hopper's clipped velocities) are the reference's definition and always kept.
 """
 
 from __future__ import annotations
@@ -139,10 +145,13 @@ class MaMuJoCo(Env):
         ls_iterations: int | None = None,
         integrator: str | None = None,
         contact_geoms: tuple[str, ...] | None = None,
+        reference_obs_quirks: bool = True,
     ):
         if task not in TASKS:
             raise ValueError(f"unknown MaMuJoCo task {task!r}; tasks: {sorted(TASKS)}")
-        self.task = TASKS[task]()
+        if not isinstance(reference_obs_quirks, bool):
+            raise ValueError(f"reference_obs_quirks must be a bool, got {reference_obs_quirks!r}")
+        self.task = TASKS[task](reference_obs_quirks=reference_obs_quirks)
         self.config = {
             "agent_obsk": agent_obsk,
             "solver": solver,
@@ -150,6 +159,7 @@ class MaMuJoCo(Env):
             "ls_iterations": ls_iterations,
             "integrator": integrator,
             "contact_geoms": None if contact_geoms is None else tuple(contact_geoms),
+            "reference_obs_quirks": reference_obs_quirks,
         }
         model = load_model(self.task)
         _validate(task, self.config, model)
@@ -212,6 +222,7 @@ class MaMuJoCo(Env):
             "ls_iterations": None,
             "integrator": None,
             "contact_geoms": None,
+            "reference_obs_quirks": True,
         }
 
     # ------------------------------------------------------------------ pure functions

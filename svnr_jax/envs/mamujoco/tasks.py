@@ -239,9 +239,23 @@ def _half_cheetah(partitioning: str) -> TaskDef:
     )
 
 
-def _coupled_half_cheetah() -> TaskDef:
+def _coupled_half_cheetah(reference_obs_quirks: bool = True) -> TaskDef:
     cols = ("rootx0", "rootz0", "rootx1", "rootz1")  # ten_J[0][:2] and ten_J[0][9:11] in the reference
     n0, n1 = _cheetah_nodes("0", cols), _cheetah_nodes("1", cols)
+    if reference_obs_quirks:
+        # Gymnasium-Robotics indexes both cheetahs' joint nodes with qpos/qvel ids -6..-1, i.e. the second
+        # cheetah's joints: agent 0's joint entries show cheetah 1's joints (its actions drive cheetah 0).
+        n0 = {
+            k: dataclasses.replace(
+                node,
+                overrides={
+                    **node.overrides,
+                    "qpos": (Entry("qpos", (k + "1", 0)),),
+                    "qvel": (Entry("qvel", (k + "1", 0)),),
+                },
+            )
+            for k, node in n0.items()
+        }
     order = ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot")
     parts = (tuple(n0[k] for k in order), tuple(n1[k] for k in order))
     globals_ = _planar_globals("0", "xyz") + _planar_globals("1", "xyz")
@@ -373,7 +387,7 @@ def _swimmer(partitioning: str) -> TaskDef:
 
 
 # --- Humanoid
-def _humanoid(partitioning: str) -> TaskDef:
+def _humanoid(partitioning: str, reference_obs_quirks: bool = True) -> TaskDef:
     abdomen = ("torso", "lwaist", "pelvis")
     spec = {
         "abdomen_y": abdomen, "abdomen_z": abdomen, "abdomen_x": ("pelvis", "right_thigh", "left_thigh"),
@@ -389,6 +403,13 @@ def _humanoid(partitioning: str) -> TaskDef:
         "left_elbow": ("left_lower_arm",),
     }
     n = {j: Node(j, j, bodies=b) for j, b in spec.items()}
+    if reference_obs_quirks:
+        # Gymnasium-Robotics gives node "abdomen_y" qpos/qvel id -17, which is abdomen_z in humanoid.xml
+        # (joint order z, y), and "abdomen_z" id -16 (abdomen_y): their joint entries are swapped.
+        for label, other in (("abdomen_y", "abdomen_z"), ("abdomen_z", "abdomen_y")):
+            n[label] = dataclasses.replace(
+                n[label], overrides={c: (Entry(c, (other, 0)),) for c in ("qpos", "qvel", "qfrc_actuator")}
+            )
     abd = ("abdomen_x", "abdomen_y", "abdomen_z")
     edges = [
         abd, ("right_hip_x", "right_hip_y", "right_hip_z"), ("left_hip_x", "left_hip_y", "left_hip_z"),
@@ -434,17 +455,18 @@ def _humanoid(partitioning: str) -> TaskDef:
     )
 
 
-#: registry name → TaskDef constructor.
-TASKS: dict[str, Callable[[], TaskDef]] = {
-    "HalfCheetah-2x3": lambda: _half_cheetah("2x3"),
-    "CoupledHalfCheetah-1p1": _coupled_half_cheetah,
-    "Ant-2x4": lambda: _ant("2x4"),
-    "Walker2d-2x3": lambda: _walker2d("2x3"),
-    "HalfCheetah-6x1": lambda: _half_cheetah("6x1"),
-    "Hopper-3x1": lambda: _hopper("3x1"),
-    "Ant-4x2": lambda: _ant("4x2"),
-    "Swimmer-2x1": lambda: _swimmer("2x1"),
-    "Humanoid-9|8": lambda: _humanoid("9|8"),
+#: registry name → TaskDef constructor (keyword ``reference_obs_quirks``: reproduce the reference's
+#: observation-index bugs: CoupledHalfCheetah's and Humanoid's differ from the correct graph).
+TASKS: dict[str, Callable[..., TaskDef]] = {
+    "HalfCheetah-2x3": lambda **kw: _half_cheetah("2x3"),
+    "CoupledHalfCheetah-1p1": lambda **kw: _coupled_half_cheetah(**kw),
+    "Ant-2x4": lambda **kw: _ant("2x4"),
+    "Walker2d-2x3": lambda **kw: _walker2d("2x3"),
+    "HalfCheetah-6x1": lambda **kw: _half_cheetah("6x1"),
+    "Hopper-3x1": lambda **kw: _hopper("3x1"),
+    "Ant-4x2": lambda **kw: _ant("4x2"),
+    "Swimmer-2x1": lambda **kw: _swimmer("2x1"),
+    "Humanoid-9|8": lambda **kw: _humanoid("9|8", **kw),
 }
 
 #: Gymnasium-Robotics ``(scenario, agent_conf)`` of each task (used by the equivalence tests).
