@@ -52,7 +52,7 @@ class SVNRConfig:
     value_samples: int = 64
     """M_v: action samples for the importance-sampled soft value V(s')."""
     value_proposal: str = "uniform"
-    """Soft-value proposal: uniform on [-1,1]^D (SQL), or mixture = uniform + Gaussian KDE of policy particles [ours]."""
+    """Soft-value proposal: uniform on [-1,1]^D (SQL), or mixture: uniform + KDE of policy particles [ours]."""
     mixture_weight: float = 0.5
     """[ours] Weight of the uniform component in the mixture proposal, in (0, 1]."""
     mixture_std: float = 0.1

@@ -20,6 +20,7 @@ several devices the seed axis is sharded over them (``jax.sharding``).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -288,8 +289,12 @@ class Trainer(NamedTuple):
     sharding: Any
 
 
+@functools.lru_cache(maxsize=8)
 def make_trainer(config: TrainConfig) -> Trainer:
-    """Jitted ``vmap`` of :func:`init` and :func:`chunk` over seeds, sharded over devices when several."""
+    """Jitted ``vmap`` of :func:`init` and :func:`chunk` over seeds, sharded over devices when several.
+
+    Cached per (hashable, frozen) config, so a resumed or re-evaluated run in the same process reuses the
+    compiled functions."""
     setup = build(config)
     sharding = seed_sharding(config.num_seeds)
     v_init = jax.vmap(lambda k: init(setup, k))

@@ -1,0 +1,74 @@
+"""The svnr CLI: help, validation before compiling, train + eval of a tiny run."""
+
+import json
+
+import pytest
+
+from svnr_jax import cli
+from svnr_jax.config import SVNRConfig, TrainConfig, field_docs, make_config, preset
+
+
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["--env", "max_of_three", "--num-particles", "7"], "svnr.num_particles=7"),
+        (["--env", "max_of_three", "--alpha-min", "50"], "svnr.alpha_min=50.0"),
+        (["--env", "nope"], "env='nope'"),
+        (["--env", "max_of_three", "--iterations", "333"], "iterations=333"),
+        (["--env", "max_of_three", "--env-config", "bogus=1"], "env_config"),
+        (["--env", "max_of_three", "--gamma", "1.5"], "svnr.gamma=1.5"),
+    ],
+)
+def test_bad_values_rejected_before_compiling(argv, name, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", *argv, "--show-config"])
+    assert e.value.code == 2
+    assert name in capsys.readouterr().err
+
+
+def test_bad_types_and_choices_rejected(capsys):
+    for argv in (["--seeds", "two"], ["--topology", "star"], ["--twin-critic", "maybe"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["train", "--env", "max_of_two", *argv])
+        assert e.value.code == 2
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for cls in (TrainConfig, SVNRConfig):
+        docs = field_docs(cls)
+        assert set(docs) >= {f for f in cls.__dataclass_fields__ if f != "svnr"} - {"svnr"}
+    assert "--num-particles" in out and "Negotiation sets" in out and "--seeds" in out
+
+
+def test_show_config_uses_preset_and_overrides(capsys):
+    assert cli.main(["train", "--env", "max_of_three", "--seeds", "10", "--topology", "full", "--show-config"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["num_seeds"] == 10 and d["svnr"]["topology"] == "full"
+    assert d["iterations"] == preset("max_of_three").iterations
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="svnr.topology='star'"):
+        make_config(env="max_of_two", svnr=dict(topology="star"))
+    with pytest.raises(ValueError, match="unknown config field"):
+        make_config(env="max_of_two", bogus=1)
+    with pytest.raises(ValueError, match="chunk_iterations"):
+        make_config(env="max_of_two", eval_every=30, chunk_iterations=100, iterations=100)
+
+
+def test_train_then_eval(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    args = ["train", "--env", "max_of_two", "--run-dir", run_dir, "--num-envs", "4", "--iterations", "20",
+            "--chunk-iterations", "20", "--eval-every", "20", "--batch-size", "8", "--buffer-size", "128",
+            "--warmup-iterations", "1", "--eval-episodes", "4", "--num-particles", "4", "--policy-hidden", "8",
+            "--critic-hidden", "8", "--no-progress"]
+    assert cli.main(args) == 0
+    assert cli.main(["eval", run_dir, "--episodes", "4"]) == 0
+    out = capsys.readouterr().out
+    for mode in ("shared_seed", "deterministic", "negotiate"):
+        assert mode in out
+    res = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert set(res["returns"]) == {"shared_seed", "deterministic", "negotiate"}
