@@ -144,8 +144,8 @@ def negotiate(
     _check_positive_scalar("tol", tol, allow_zero=True)
     if bandwidth is not None:
         _check_positive_scalar("bandwidth", bandwidth, allow_zero=False)
-    if not isinstance(particles, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(particles))):
-        bad = int(jnp.sum(~jnp.isfinite(particles)))
+    if not isinstance(particles, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(particles))):
+        bad = int(np.sum(~np.isfinite(np.asarray(particles))))
         raise ValueError(f"initial particles contain {bad} non-finite value(s) (NaN or inf)")
     mask = topology_mask(topology, n)
     mask_key = tuple(map(tuple, mask.tolist()))
