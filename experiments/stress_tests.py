@@ -75,14 +75,15 @@ def pass_criteria(game: str, returns: np.ndarray, actions: np.ndarray, low: floa
 
 def game_config(game: str, seeds: int, small: bool, **overrides) -> TrainConfig:
     """The stress-test config of ``game`` (its preset; ``small`` shrinks the budget for ``make demo``)."""
-    over = dict(num_seeds=seeds)
+    over: dict = dict(num_seeds=seeds)
     if small:
         base = preset(game)
         its = {"particle_gather": 1000}.get(game, 1000)
         chunk = base.chunk_iterations if its % base.chunk_iterations == 0 else its
         over.update(iterations=its, chunk_iterations=chunk)
+    svnr = overrides.pop("svnr", {})
     over.update(overrides)
-    return preset(game, **over)
+    return preset(game, **over, svnr=svnr)
 
 
 def run_game(game: str, cfg: TrainConfig, sample_episodes: int = SAMPLE_EPISODES) -> dict:
@@ -196,6 +197,24 @@ def print_table(results: list[dict], file=sys.stdout) -> None:
               f"{b[0]:>11.2f} ± {b[1]:<6.2f}{r['train_seconds']:>9.0f}", file=file)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["batch_size=32", "svnr.bandwidth=1.0"]`` → ``{"batch_size": 32, "svnr": {"bandwidth": 1.0}}``."""
+    out: dict = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if isinstance(value, list):
+            value = tuple(value)
+        if key.startswith("svnr."):
+            out.setdefault("svnr", {})[key[5:]] = value
+        else:
+            out[key] = value
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", nargs="+", default=list(GAMES), choices=GAMES, help="games to run")
@@ -203,6 +222,8 @@ def main(argv=None) -> int:
     p.add_argument("--small", action="store_true", help="small budget (3 seeds unless --seeds given, 1000 its)")
     p.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
     p.add_argument("--out", default="experiments/results/stress", help="output folder")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="config overrides for every game, e.g. batch_size=32 svnr.bandwidth=1.0 (JSON values)")
     args = p.parse_args(argv)
     seeds = 3 if args.small and "--seeds" not in (argv or sys.argv) else args.seeds
     os.makedirs(args.out, exist_ok=True)
@@ -211,6 +232,7 @@ def main(argv=None) -> int:
         over = {}
         if args.iterations:
             over.update(iterations=args.iterations, chunk_iterations=args.iterations)
+        over.update(parse_overrides(args.set))
         cfg = game_config(game, seeds, args.small, **over)
         print(f"== {game}: {seeds} seeds, {cfg.iterations} iterations", flush=True)
         r = run_game(game, cfg)

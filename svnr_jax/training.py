@@ -141,12 +141,14 @@ def update(setup: Setup, ts: TrainState, key: PRNGKey) -> tuple[TrainState, dict
     cfg, agent = setup.config, setup.agent
     alpha = agent.alpha(ts.iteration)
 
-    def one(learner, k):
-        k_sample, k_update = jax.random.split(k)
+    def one(carry, _):
+        learner, k = carry
+        k, k_sample, k_update = jax.random.split(k, 3)
         batch = replay.sample(ts.buffer, k_sample, cfg.batch_size)
-        return agent.update(learner, batch, k_update, alpha)
+        learner, metrics = agent.update(learner, batch, k_update, alpha)
+        return (learner, k), metrics
 
-    learner, metrics = jax.lax.scan(one, ts.learner, jax.random.split(key, cfg.updates_per_iteration))
+    (learner, _), metrics = jax.lax.scan(one, (ts.learner, key), None, length=cfg.updates_per_iteration)
     return ts.replace(learner=learner), jax.tree.map(jnp.mean, metrics)
 
 
@@ -212,16 +214,18 @@ def init(setup: Setup, key: PRNGKey) -> TrainState:
     n, o, a, s = agent.spec.num_agents, agent.spec.obs_dim, agent.spec.action_dim, agent.spec.state_size
     example = Transition(jnp.zeros((n, o)), jnp.zeros((s,)), jnp.zeros((n, a)), jnp.zeros(()),
                          jnp.zeros((n, o)), jnp.zeros((s,)), jnp.zeros(()))
-    ts = TrainState(learner, replay.init(example, cfg.buffer_size), env_state, k_run,
+    ts = TrainState(learner, replay.init(example, cfg.buffer_size), env_state, k_warm,
                     jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
-    def warm(ts, k):
-        ts, _ = collect(setup, ts, k, random=True)
+    def warm(ts, _):
+        key, k = jax.random.split(ts.key)
+        ts, _ = collect(setup, ts.replace(key=key), k, random=True)
         return ts, None
 
-    ts, _ = jax.lax.scan(warm, ts, jax.random.split(k_warm, cfg.warmup_iterations))
-    # Episodes cut by the warm-up are fine: AutoReset continues them under the learned policy.
-    return ts
+    # Keys are carried and split inside scans (not scanned over as xs: under vmap the key-reuse checker
+    # flags a scan over batched key xs). Episodes cut by the warm-up continue under the learned policy.
+    ts, _ = jax.lax.scan(warm, ts, None, length=cfg.warmup_iterations)
+    return ts.replace(key=k_run)
 
 
 def period(setup: Setup, ts: TrainState) -> tuple[TrainState, tuple[dict, dict]]:
