@@ -45,10 +45,14 @@ def state_memory(cfg) -> dict:
     st = jax.eval_shape(tr.init, seed_keys(cfg))
     per = lambda t: tree_bytes(t) // cfg.num_seeds
     ls = st.learner
-    return {"buffer": per(st.buffer), "policy_params": per(ls.policy_params),
-            "critic_params": per(ls.critic_params) * 2,  # + target
-            "optimiser": per(ls.policy_opt) + per(ls.critic_opt), "env_state": per(st.env_state),
-            "total": per(st)}
+    return {
+        "buffer": per(st.buffer),
+        "policy_params": per(ls.policy_params),
+        "critic_params": per(ls.critic_params) * 2,  # + target
+        "optimiser": per(ls.policy_opt) + per(ls.critic_opt),
+        "env_state": per(st.env_state),
+        "total": per(st),
+    }
 
 
 def time_chunk(cfg, repeats: int = 2) -> dict:
@@ -56,8 +60,11 @@ def time_chunk(cfg, repeats: int = 2) -> dict:
     tr = make_trainer(cfg)
     st = jax.block_until_ready(tr.init(seed_keys(cfg)))
     t0 = time.perf_counter()
-    compiled = jax.jit(jax.vmap(lambda s: __import__("svnr_jax.training", fromlist=["chunk"]).chunk(tr.setup, s))
-                       ).lower(st).compile()
+    compiled = (
+        jax.jit(jax.vmap(lambda s: __import__("svnr_jax.training", fromlist=["chunk"]).chunk(tr.setup, s)))
+        .lower(st)
+        .compile()
+    )
     compile_s = time.perf_counter() - t0
     best = float("inf")
     for _ in range(repeats):
@@ -66,10 +73,14 @@ def time_chunk(cfg, repeats: int = 2) -> dict:
         jax.block_until_ready(out)
         best = min(best, time.perf_counter() - t0)
     its = cfg.chunk_iterations
-    return {"compile_s": compile_s, "run_s": best,
-            "env_steps_per_s": its * cfg.num_envs * cfg.num_seeds / best,
-            "updates_per_s": its * cfg.updates_per_iteration * cfg.num_seeds / best,
-            "iterations": its, "seeds": cfg.num_seeds}
+    return {
+        "compile_s": compile_s,
+        "run_s": best,
+        "env_steps_per_s": its * cfg.num_envs * cfg.num_seeds / best,
+        "updates_per_s": its * cfg.updates_per_iteration * cfg.num_seeds / best,
+        "iterations": its,
+        "seeds": cfg.num_seeds,
+    }
 
 
 def main(argv=None) -> int:
@@ -80,8 +91,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     chunk = 50 if args.quick else 100
     base = dict(iterations=chunk, chunk_iterations=chunk, eval_every=chunk, eval_episodes=64)
-    res = {"device": str(jax.devices()[0]), "num_devices": len(jax.devices()), "platform": platform.platform(),
-           "jax": jax.__version__, "cpu_count": os.cpu_count(), "env": args.env}
+    res = {
+        "device": str(jax.devices()[0]),
+        "num_devices": len(jax.devices()),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "cpu_count": os.cpu_count(),
+        "env": args.env,
+    }
 
     # 1) throughput of the preset (one seed) and of particle_gather
     res["throughput"] = {}
@@ -92,14 +109,17 @@ def main(argv=None) -> int:
 
     # 2) memory per seed and growth with M, N, buffer size
     res["memory"] = {"preset": state_memory(preset(args.env))}
-    res["memory"]["by_M"] = {m: state_memory(preset(args.env, svnr=dict(num_particles=m)))["total"]
-                             for m in (8, 16, 32, 64)}
-    res["memory"]["by_N"] = {n: state_memory(preset(args.env, env_config={"num_agents": n}))["total"]
-                             for n in (2, 4, 8)}
-    res["memory"]["by_buffer"] = {b: state_memory(preset(args.env, buffer_size=b))["total"]
-                                  for b in (10_000, 100_000, 1_000_000)}
+    res["memory"]["by_M"] = {
+        m: state_memory(preset(args.env, svnr=dict(num_particles=m)))["total"] for m in (8, 16, 32, 64)
+    }
+    res["memory"]["by_N"] = {
+        n: state_memory(preset(args.env, env_config={"num_agents": n}))["total"] for n in (2, 4, 8)
+    }
+    res["memory"]["by_buffer"] = {
+        b: state_memory(preset(args.env, buffer_size=b))["total"] for b in (10_000, 100_000, 1_000_000)
+    }
     res["compute_by_M"] = {}
-    for m in ((8, 32) if args.quick else (8, 16, 32, 64)):
+    for m in (8, 32) if args.quick else (8, 16, 32, 64):
         r = time_chunk(preset(args.env, **base, svnr=dict(num_particles=m)), repeats=1)
         res["compute_by_M"][m] = r["updates_per_s"]
         print(f"M={m}: {r['updates_per_s']:.0f} updates/s", flush=True)
@@ -107,13 +127,18 @@ def main(argv=None) -> int:
     # 3) seed scaling: S vmapped seeds in one call vs S sequential single-seed calls
     one = time_chunk(preset(args.env, **base, num_seeds=1))
     res["seed_scaling"] = {}
-    for s in ((1, 2, 8) if args.quick else (1, 2, 4, 8)):
+    for s in (1, 2, 8) if args.quick else (1, 2, 4, 8):
         v = time_chunk(preset(args.env, **base, num_seeds=s)) if s > 1 else one
         seq = s * one["run_s"]
-        res["seed_scaling"][s] = {"vmapped_s": v["run_s"], "sequential_s": seq, "ratio": v["run_s"] / seq,
-                                  "compile_s": v["compile_s"]}
-        print(f"seeds={s}: vmapped {v['run_s']:.2f}s vs sequential {seq:.2f}s (ratio {v['run_s'] / seq:.2f})",
-              flush=True)
+        res["seed_scaling"][s] = {
+            "vmapped_s": v["run_s"],
+            "sequential_s": seq,
+            "ratio": v["run_s"] / seq,
+            "compile_s": v["compile_s"],
+        }
+        print(
+            f"seeds={s}: vmapped {v['run_s']:.2f}s vs sequential {seq:.2f}s (ratio {v['run_s'] / seq:.2f})", flush=True
+        )
 
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -121,3 +121,30 @@ def test_seeds_sharded_over_two_host_devices():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    import signal
+    import time
+
+    run_dir = str(tmp_path / "run")
+    args = [sys.executable, "-m", "svnr_jax.cli", "train", "--env", "max_of_two", "--run-dir", run_dir,
+            "--num-envs", "4", "--iterations", "2000", "--chunk-iterations", "20", "--eval-every", "20",
+            "--batch-size", "8", "--buffer-size", "128", "--warmup-iterations", "1", "--eval-episodes", "4",
+            "--num-particles", "4", "--policy-hidden", "8", "--critic-hidden", "8"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    lines = []
+    t0 = time.time()
+    while time.time() - t0 < 240:  # wait for the first chunk's progress line
+        line = proc.stderr.readline()
+        lines.append(line)
+        if line.startswith("["):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + err
+    assert "exited cleanly" in err and "Traceback" not in err
+    saved = sorted(int(d) for d in os.listdir(os.path.join(run_dir, "checkpoints")) if d.isdigit())
+    assert saved and saved[-1] < 100
