@@ -1,7 +1,8 @@
 """SVNR stress tests: two_modalities (PRO), max_of_three (ERO), climbing, particle_gather.
 
 Every game trains S seeds at once (``jax.jit(jax.vmap(make_train(cfg)))``), then plays executed
-episodes under the shared-seed (a) and deterministic (b) execution modes and applies the pass criteria:
+episodes under the shared-seed (a), deterministic (b) and explicit-negotiation (c, 100 episodes: the
+amortization gap) execution modes and applies the pass criteria (to mode a):
 
 * ``two_modalities`` (PRO, SPEC §6), judged on the policy's joint samples (mode a) at the final
   temperature (a moderate α, where the optimal joint policy is bimodal): each good peak (±5, ±5) holds
@@ -98,20 +99,21 @@ def run_game(game: str, cfg: TrainConfig, sample_episodes: int = SAMPLE_EPISODES
     @jax.jit
     def play(ls, iteration, key):
         alpha = setup.agent.alpha(iteration)
-        return {m: rollout(setup, ls, jax.random.fold_in(key, i), alpha, m, episodes)
-                for i, m in enumerate(("shared_seed", "deterministic"))}
+        return {m: rollout(setup, ls, jax.random.fold_in(key, i), alpha, m, episodes if m != "negotiate" else 100)
+                for i, m in enumerate(("shared_seed", "deterministic", "negotiate"))}
 
     plays = jax.device_get(jax.vmap(play, (0, 0, None))(out.state.learner, out.state.iteration, jax.random.key(999)))
     spec = setup.agent.spec
     per_seed = []
     for s in range(cfg.num_seeds):
         ret_a, act_a = plays["shared_seed"][0][s], plays["shared_seed"][1][s]
-        ret_b = plays["deterministic"][0][s]
+        ret_b, ret_c = plays["deterministic"][0][s], plays["negotiate"][0][s]
         crit = pass_criteria(game, ret_a, act_a, spec.action_low, spec.action_high)
         per_seed.append({"seed": s, **crit, "return_shared_seed": float(np.mean(ret_a)),
-                         "return_deterministic": float(np.mean(ret_b))})
+                         "return_deterministic": float(np.mean(ret_b)), "return_negotiate": float(np.mean(ret_c))})
     ra = np.array([p["return_shared_seed"] for p in per_seed])
     rb = np.array([p["return_deterministic"] for p in per_seed])
+    rc = np.array([p["return_negotiate"] for p in per_seed])
     evals = jax.device_get(out.eval)
     metrics = jax.device_get(out.metrics)
     return {
@@ -119,6 +121,7 @@ def run_game(game: str, cfg: TrainConfig, sample_episodes: int = SAMPLE_EPISODES
         "pass_rate": float(np.mean([p["pass"] for p in per_seed])), "passes": int(sum(p["pass"] for p in per_seed)),
         "return_shared_seed": [float(ra.mean()), float(ra.std())],
         "return_deterministic": [float(rb.mean()), float(rb.std())],
+        "return_negotiate": [float(rc.mean()), float(rc.std())],
         "final_alpha": float(np.asarray(metrics["alpha"])[0, -1]),
         "per_seed": per_seed,
         "curves": {"eval_iteration": np.asarray(evals["eval_iteration"][0]).tolist(),
@@ -189,12 +192,14 @@ def plot_curves(result: dict, path: str) -> None:
 
 
 def print_table(results: list[dict], file=sys.stdout) -> None:
-    """Per game: pass rate, executed return (modes a, b) mean ± std."""
-    print(f"{'game':<17}{'pass':>8}{'return (shared seed)':>24}{'return (ξ=0)':>20}{'train s':>9}", file=file)
+    """Per game: pass rate, executed return (modes a, b, c) mean ± std over seeds."""
+    print(f"{'game':<17}{'pass':>8}{'return (shared seed)':>24}{'return (ξ=0)':>20}{'return (negotiate)':>22}"
+          f"{'train s':>9}", file=file)
     for r in results:
         a, b = r["return_shared_seed"], r["return_deterministic"]
+        c = r.get("return_negotiate", [float("nan")] * 2)
         print(f"{r['game']:<17}{r['passes']:>4}/{r['seeds']:<3}{a[0]:>15.2f} ± {a[1]:<6.2f}"
-              f"{b[0]:>11.2f} ± {b[1]:<6.2f}{r['train_seconds']:>9.0f}", file=file)
+              f"{b[0]:>11.2f} ± {b[1]:<6.2f}{c[0]:>13.2f} ± {c[1]:<6.2f}{r['train_seconds']:>9.0f}", file=file)
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -79,8 +79,8 @@ class SVNRConfig:
     """Rewards are multiplied by this before entering the critic (reported returns are unscaled)."""
     negotiation_rounds: int = 10
     """K: rounds of explicit negotiation in execution mode 'negotiate'."""
-    negotiation_step: float = 0.05
-    """ε: step size of explicit negotiation in execution mode 'negotiate'."""
+    negotiation_step: float = 3e-3
+    """ε: step size of explicit negotiation in execution mode 'negotiate' (scaled by α [ours])."""
 
 
 @dataclasses.dataclass(frozen=True)

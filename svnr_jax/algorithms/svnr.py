@@ -183,9 +183,10 @@ class SVNR:
         def log_p(u, s, params):
             return self.critic.apply(params, s, jnp.clip(u, -ACTION_CLIP, ACTION_CLIP) * amask).min() / alpha
 
+        # [ours] ε is scaled by α: the drive ε α ∇(Q/α) = ε ∇Q keeps its size as α anneals towards 0.
         res = negotiate(log_p, parts, topology=self.mask_np, num_rounds=c.negotiation_rounds,
-                        step_size=c.negotiation_step, bandwidth=self.bandwidth, tol=0.0, squash_correction=True,
-                        args=(state, ls.critic_params))
+                        step_size=c.negotiation_step * alpha, bandwidth=self.bandwidth, tol=0.0,
+                        squash_correction=True, args=(state, ls.critic_params))
         return jnp.clip(res.particles[0], -ACTION_CLIP, ACTION_CLIP) * amask
 
 
