@@ -79,7 +79,8 @@ class Reference:
 
     def step(self, actions: list[np.ndarray]):
         """Returns (obs list, state, reward, terminated, truncated)."""
-        obs, rew, term, trunc, _ = self.env.step({a: np.asarray(x, np.float64) for a, x in zip(self.agents, actions, strict=True)})
+        joint = {a: np.asarray(x, np.float64) for a, x in zip(self.agents, actions, strict=True)}
+        obs, rew, term, trunc, _ = self.env.step(joint)
         return (
             [np.asarray(obs[a]) for a in self.agents],
             np.asarray(self.env.state()),

@@ -9,9 +9,12 @@ Tolerances (measured on this machine, jax 0.12.0.1, mujoco 4.0.0, mujoco-mjx 3.1
 * observations from identical physics data: float32 rounding only (rtol 1e-5, atol 1e-5);
 * one env step (frame_skip physics steps) from identical states: measured ≤ 1e-4 abs on velocities of
   order 10 (float32 solver/integration rounding) → rtol 1e-4, atol 5e-4; reward atol 1e-4·scale;
-* 50-step trajectories (HalfCheetah, Walker2d, CoupledHalfCheetah): the float32 difference grows with the
-  dynamics' sensitivity; measured ≤ 1e-3 (positions) and ≤ 1e-2 (velocities, observations) → rtol 1e-2,
-  atol 2e-2 — still tight enough to catch a wrong index, sign or missing term (those give O(1) errors);
+* 50-step trajectories (HalfCheetah, Walker2d, CoupledHalfCheetah; random actions): the float32
+  difference grows as fast as the dynamics amplify it. Measured max |state| error after 1/10/20/50 steps:
+  HalfCheetah 4e-5 / 4e-3 / 0.2 / 2 (chaotic contacts), CoupledHalfCheetah 7e-6 / 2e-2 / 0.1 / 8,
+  Walker2d 2e-5 / 9e-5 / 8e-5 / 7e-4. The C reference merely rounded to float32 after each step diverges
+  from itself at the same rate, so the test bounds the error by 1000x that measured chaos envelope + 1e-3
+  (see ``_trajectory``);
 * Ant: one step only (PLATFORM.md). Its geoms carry ``margin=0.01``, and for contacts inside that margin
   band MJX 3.17 and MuJoCo 4.0 C compute different constraint forces — also in float64 (checked with
   ``jax_enable_x64``), so this is a solver difference, not rounding. Contact-free Ant states are compared
@@ -32,9 +35,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from mamujoco_reference import Reference  # noqa: E402
-
 import mujoco  # noqa: E402
+from mamujoco_reference import Reference  # noqa: E402
 from mujoco import mjx  # noqa: E402
 
 from svnr_jax.envs import make  # noqa: E402
@@ -79,9 +81,19 @@ def observe_fn(task: str):
     return jax.jit(jax.vmap(env_of(task).observe))
 
 
-@functools.cache
+_COMPILED_STEP: dict[str, object] = {}
+
+
 def step_fn(task: str):
-    return jax.jit(jax.vmap(env_of(task).step))
+    """Batched env step, compiled ahead of time once per task. (Plain ``jit`` retraced when fed its own
+    outputs — states built by ``mjx.put_data`` hash differently — costing a second 15-60 s compile.)"""
+
+    def call(state, actions, keys):
+        if task not in _COMPILED_STEP:
+            _COMPILED_STEP[task] = jax.jit(jax.vmap(env_of(task).step)).lower(state, actions, keys).compile()
+        return _COMPILED_STEP[task](state, actions, keys)
+
+    return call
 
 
 @functools.cache
@@ -138,7 +150,9 @@ def states_at(task: str, qpos: np.ndarray, qvel: np.ndarray, time: int = 0) -> S
 def assert_obs(env, ours_obs, ours_state, ref_obs, ref_state, rtol, atol, what):
     for i, o in enumerate(ref_obs):
         np.testing.assert_array_equal(np.asarray(ours_obs[i, len(o):]), 0.0, err_msg=f"{what}: padding agent {i}")
-        np.testing.assert_allclose(np.asarray(ours_obs[i, : len(o)]), o, rtol=rtol, atol=atol, err_msg=f"{what}: agent {i}")
+        np.testing.assert_allclose(
+            np.asarray(ours_obs[i, : len(o)]), o, rtol=rtol, atol=atol, err_msg=f"{what}: agent {i}"
+        )
     np.testing.assert_allclose(np.asarray(ours_state), ref_state, rtol=rtol, atol=atol, err_msg=f"{what}: state")
 
 
@@ -170,7 +184,8 @@ def test_observation_ordering_matches_reference(task):
         source, idx = entry_index(env.mj_model, e)
         state_pos.setdefault((source.split("_clip")[0], idx), j)
     for a, agent in enumerate(ref.agents):
-        ours = [state_pos[(s.split("_clip")[0], i)] for s, i in (entry_index(env.mj_model, e) for e in env.obs_entries[a])]
+        indices = (entry_index(env.mj_model, e) for e in env.obs_entries[a])
+        ours = [state_pos[(s.split("_clip")[0], i)] for s, i in indices]
         np.testing.assert_array_equal(ours, ref.env.observation_factorization[agent], err_msg=f"agent {a}")
 
 
@@ -214,7 +229,8 @@ def _one_step(task: str, seed: int, batches: int = 1):
     for k in range(batches):
         qpos, qvel = sample_states(task, BATCH, seed=seed + k)
         acts = [random_actions(env, rng) for _ in range(BATCH)]
-        nxt = step_fn(task)(states_at(task, qpos, qvel), pad_actions(env, acts), jax.random.split(jax.random.key(0), BATCH))
+        keys = jax.random.split(jax.random.key(0), BATCH)
+        nxt = step_fn(task)(states_at(task, qpos, qvel), pad_actions(env, acts), keys)
         for b in range(BATCH):
             ref.set(qpos[b], qvel[b])
             ctrl = ref.env.map_local_actions_to_global_action(dict(zip(ref.agents, acts[b], strict=True)))
@@ -243,7 +259,33 @@ def test_one_step_matches_reference_many_states(task):
     _one_step(task, seed=10, batches=6)
 
 
+def _reference_rollout(ref: Reference, start, actions, round_to_float32: bool = False):
+    f32 = lambda x: x.astype(np.float32).astype(np.float64)  # noqa: E731
+    ref.set(*((f32(start[0]), f32(start[1])) if round_to_float32 else start))
+    out = []
+    for a in actions:
+        out.append(ref.step(a))
+        if round_to_float32:
+            q, v = ref.qpos_qvel()
+            ref.u.set_state(f32(q), f32(v))
+    return out
+
+
 def _trajectory(task: str, n_steps: int, seed: int):
+    """50-step trajectories vs the reference, within a chaos envelope measured on the reference itself.
+
+    With random actions the cheetahs' ground contacts make the dynamics sensitive: the C reference whose
+    state is merely rounded to float32 after every env step drifts from the exact C run by 1e-6 after
+    1 step, 5e-5 after 10, 2e-3 after 20 and O(1) after 30 (HalfCheetah; CoupledHalfCheetah alike). MJX
+    rounds at every substep and solver iteration; its difference to C measured 20-100x that envelope
+    early on (single trajectories up to ~500x) and ~1-4x once both are O(1). So at each step the MJX-vs-C
+    difference (observations, state,
+    reward) must stay below ``1000 x`` the running maximum of the float32-rounded-C-vs-C difference plus
+    1e-3: float32 rounding may grow as fast as the physics amplifies it, while a wrong index, sign or
+    term (O(1) from the first steps, when the tolerance is ~1e-3) fails. Once that tolerance exceeds 0.1
+    the trajectory has left its float32 predictability horizon (no float32 simulator, C included, could
+    follow it) and the comparison stops; every trajectory must be followed >= 5 steps, the median >= 10.
+    """
     env, ref = env_of(task), ref_of(task)
     rng = np.random.default_rng(200 + seed)
     starts = []
@@ -257,15 +299,30 @@ def _trajectory(task: str, n_steps: int, seed: int):
     for t in range(n_steps):
         state = step_fn(task)(state, pad_actions(env, actions[t]), keys)
         ours.append(jax.device_get((state.obs, state.global_state, state.reward, state.terminated)))
+    horizons = []
     for b in range(BATCH):
-        ref.set(*starts[b])
+        acts = [actions[t][b] for t in range(n_steps)]
+        exact = _reference_rollout(ref, starts[b], acts)
+        q0, v0 = starts[b]
+        rounded = _reference_rollout(ref, (q0, v0), acts, round_to_float32=True)
+        envelope = 0.0
         for t in range(n_steps):
-            r_obs, r_state, r_rew, r_term, _ = ref.step(actions[t][b])
+            r_obs, r_state, r_rew, r_term, _ = exact[t]
+            envelope = max(envelope, np.abs(rounded[t][1] - r_state).max(), abs(rounded[t][2] - r_rew))
+            tol = 1000 * envelope + 1e-3
+            if tol > 0.1:  # beyond the float32 predictability horizon of this trajectory: stop comparing
+                horizons.append(t)
+                break
             obs, gstate, rew, term = (x[b] for x in ours[t])
-            what = f"{task} trajectory {b} step {t}"
-            assert_obs(env, obs, gstate, r_obs, r_state, 1e-2, 2e-2, what)
-            assert float(rew) == pytest.approx(r_rew, rel=1e-2, abs=2e-2), what
-            assert bool(term) == r_term, what
+            what = f"{task} trajectory {b} step {t} (tolerance {tol:.1e})"
+            assert_obs(env, obs, gstate, r_obs, r_state, 0.0, tol, what)
+            assert abs(float(rew) - r_rew) <= tol, what
+            if envelope < 1e-4:
+                assert bool(term) == r_term, what
+        else:
+            horizons.append(n_steps)
+    # measured horizons (steps compared): cheetahs 8-33 (median ~17), Walker2d 50
+    assert min(horizons) >= 5 and np.median(horizons) >= 10, horizons
 
 
 @pytest.mark.parametrize("task", ["HalfCheetah-2x3", "Walker2d-2x3", "CoupledHalfCheetah-1p1"])

@@ -294,8 +294,8 @@ class MaMuJoCo(Env):
     def step(self, state: State, actions: Array, key: Array | None = None) -> State:
         """One env step. ``actions [N, A]`` (padded entries ignored); ``key`` unused (deterministic)."""
         del key
-        ctrl = jnp.reshape(actions, (-1,))[self.action_gather].astype(jnp.float32)
         data0 = state.env_state.data
+        ctrl = jnp.reshape(actions, (-1,))[self.action_gather].astype(data0.ctrl.dtype)
         data1 = self.physics_step(data0, ctrl)
         reward, terminated = self._reward(data0, data1, ctrl, self.dt)
         obs, gstate = self.observe(data1)

@@ -315,7 +315,9 @@ def _ant(partitioning: str) -> TaskDef:
         xml=_gym_asset("ant.xml"),
         frame_skip=5,
         graph=graph,
-        state_entries=lambda m: _range("qpos", 2, m.nq) + _range("qvel", 0, m.nv) + _bodies_flat(m, "cfrc_ext_clip1", 1),
+        state_entries=lambda m: (
+            _range("qpos", 2, m.nq) + _range("qvel", 0, m.nv) + _bodies_flat(m, "cfrc_ext_clip1", 1)
+        ),
         reward=lambda m: _reward_ant(),
         qpos_noise=("uniform", 0.1),
         qvel_noise=("normal", 0.1),
@@ -419,8 +421,10 @@ def _humanoid(partitioning: str, reference_obs_quirks: bool = True) -> TaskDef:
         ("left_shoulder1", "left_shoulder2", *abd), ("right_shoulder1", "right_shoulder2", *abd),
         (*abd, "left_hip_x", "left_hip_y", "left_hip_z"), (*abd, "right_hip_x", "right_hip_y", "right_hip_z"),
     ]
-    upper = (*abd, "right_shoulder1", "right_shoulder2", "right_elbow", "left_shoulder1", "left_shoulder2", "left_elbow")
-    lower = ("right_hip_x", "right_hip_y", "right_hip_z", "right_knee", "left_hip_x", "left_hip_y", "left_hip_z", "left_knee")
+    upper = (*abd, "right_shoulder1", "right_shoulder2", "right_elbow", "left_shoulder1", "left_shoulder2",
+             "left_elbow")
+    lower = ("right_hip_x", "right_hip_y", "right_hip_z", "right_knee", "left_hip_x", "left_hip_y", "left_hip_z",
+             "left_knee")
     parts = {"9|8": (tuple(n[j] for j in upper), tuple(n[j] for j in lower))}[partitioning]
     root = Node(
         "root",

@@ -1,0 +1,212 @@
+"""Throughput of the MaMuJoCo MJX envs vs raw ``mjx.step`` and the C reference.
+
+For each task and batch size: env steps/s and agent steps/s (= env steps/s x N agents) of our jitted
+``env.step`` in a ``lax.scan`` (compile time reported apart), the raw ``mjx.step`` x frame_skip on the same
+batch (goal: ours >= 0.9x raw), Gymnasium-Robotics (one env, Python loop) and ``mujoco.rollout`` over all
+cores (open-loop physics, env steps = physics steps / frame_skip). Results go to
+``benchmarks/results/envs.json`` with the device and versions.
+
+Usage:
+  python benchmarks/envs.py --tasks HalfCheetah-2x3 --batch-sizes 16 256 --steps 50
+  python benchmarks/envs.py --host-devices 2 ...          # split the batch over 2 CPU host devices
+  python benchmarks/envs.py --solver-iterations 4 --ls-iterations 8   # speed options (change dynamics)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+MAIN_TASKS = ["HalfCheetah-2x3", "CoupledHalfCheetah-1p1", "Ant-2x4", "Walker2d-2x3"]
+GRID = [1, 16, 64, 256, 1024, 4096]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=MAIN_TASKS)
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=GRID)
+    p.add_argument("--steps", type=int, default=50, help="env steps per timed rollout")
+    p.add_argument("--repeats", type=int, default=2, help="timed rollouts (best is kept)")
+    p.add_argument("--host-devices", type=int, default=1, help="XLA CPU host devices to shard the batch over")
+    p.add_argument("--solver-iterations", type=int, default=None)
+    p.add_argument("--ls-iterations", type=int, default=None)
+    p.add_argument("--integrator", default=None)
+    p.add_argument("--skip-reference", action="store_true", help="skip Gymnasium-Robotics and mujoco.rollout")
+    p.add_argument("--skip-raw", action="store_true", help="skip the raw mjx.step baseline")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "envs.json"))
+    p.add_argument("--append", action="store_true", help="append rows to an existing JSON instead of replacing")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.host_devices > 1:  # must precede the first jax import
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.host_devices}"
+        )
+    import jax
+    import mujoco
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from mujoco import mjx
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from svnr_jax.envs.mamujoco import MaMuJoCo
+    from svnr_jax.envs.mamujoco.tasks import REFERENCE_ARGS
+
+    devices = jax.devices()[: args.host_devices]
+    mesh = Mesh(np.array(devices), ("b",))
+    speed = {
+        "solver_iterations": args.solver_iterations,
+        "ls_iterations": args.ls_iterations,
+        "integrator": args.integrator,
+    }
+
+    def shard(tree, batch):
+        if len(devices) == 1 or batch % len(devices):
+            return tree
+        return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("b")))
+
+    def batched(fn, batch):
+        """vmap over the batch; over several host devices each runs its shard (shard_map)."""
+        f = jax.vmap(fn)
+        if len(devices) == 1 or batch % len(devices):
+            return f
+        return jax.shard_map(f, mesh=mesh, in_specs=PartitionSpec("b"), out_specs=PartitionSpec("b"))
+
+    def timed(fn, *fargs):
+        t0 = time.perf_counter()
+        compiled = jax.jit(fn).lower(*fargs).compile()
+        compile_s = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(*fargs))
+            best = min(best, time.perf_counter() - t0)
+        return compile_s, best
+
+    rows = []
+    for task in args.tasks:
+        env = MaMuJoCo(task, **speed)
+        n_agents, fs = env.spec.num_agents, env.task.frame_skip
+        low, high = env.spec.action_low, env.spec.action_high
+        for batch in args.batch_sizes:
+            row = {"task": task, "batch": batch, "steps": args.steps, "agents": n_agents}
+            keys = jax.random.split(jax.random.key(0), batch)
+
+            def env_rollout(key):
+                state = env.reset(key)
+                act_key = jax.random.fold_in(key, 1)
+
+                def body(s, k):
+                    a = jax.random.uniform(k, (n_agents, env.spec.action_dim), minval=low, maxval=high)
+                    return env.step(s, a, k), ()
+
+                s, _ = jax.lax.scan(body, state, jax.random.split(act_key, args.steps))
+                return s.reward
+
+            c, r = timed(batched(env_rollout, batch), shard(keys, batch))
+            row.update(ours_compile_s=c, ours_env_steps_per_s=batch * args.steps / r)
+            row["ours_agent_steps_per_s"] = row["ours_env_steps_per_s"] * n_agents
+
+            if not args.skip_raw:
+                mx = env.mjx_model
+
+                def raw_rollout(key):
+                    data = env.reset(key).env_state.data
+                    act_key = jax.random.fold_in(key, 1)
+
+                    def body(d, k):
+                        d = d.replace(ctrl=jax.random.uniform(k, (env.mj_model.nu,), minval=low, maxval=high))
+                        d = jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d)
+                        return d, ()
+
+                    d, _ = jax.lax.scan(body, data, jax.random.split(act_key, args.steps))
+                    return d.qpos
+
+                c, r = timed(batched(raw_rollout, batch), shard(keys, batch))
+                row.update(raw_compile_s=c, raw_env_steps_per_s=batch * args.steps / r)
+                row["ours_over_raw"] = row["ours_env_steps_per_s"] / row["raw_env_steps_per_s"]
+
+            if not args.skip_reference:
+                m = env.mj_model
+                d = mujoco.MjData(m)
+                nthread = os.cpu_count() or 1
+                rng = np.random.default_rng(0)
+                state0 = np.zeros((batch, mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)))
+                mujoco.mj_getState(m, d, state0[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+                state0[:] = state0[0]
+                ctrl = rng.uniform(low, high, (batch, args.steps * fs, m.nu))
+                datas = [mujoco.MjData(m) for _ in range(nthread)]
+                from mujoco import rollout
+
+                t0 = time.perf_counter()
+                rollout.rollout(m, datas, state0, ctrl)
+                r = time.perf_counter() - t0
+                row["c_rollout_threads"] = nthread
+                row["c_rollout_env_steps_per_s"] = batch * args.steps / r
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+        if not args.skip_reference:
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+            from mamujoco_reference import make_reference
+
+            ref = make_reference(*REFERENCE_ARGS[task])
+            ref.reset(seed=0)
+            rng = np.random.default_rng(0)
+            acts = [
+                {a: rng.uniform(low, high, ref.action_space(a).shape) for a in ref.possible_agents}
+                for _ in range(200)
+            ]
+            t0 = time.perf_counter()
+            for a in acts:
+                ref.step(a)
+            r = time.perf_counter() - t0
+            for row in rows:
+                if row["task"] == task:
+                    row["gymnasium_robotics_env_steps_per_s"] = len(acts) / r
+
+    result = {
+        "device": f"{jax.devices()[0].device_kind} x{len(devices)} ({jax.default_backend()})",
+        "host": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
+        "speed_options": speed,
+        "notes": "No GPU was available in this session: CPU only. Machine shared with other jobs (2 cores).",
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    if args.append and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        runs = old.get("runs", [old])
+        result = {"runs": [*runs, result]}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print_table(rows)
+
+
+def print_table(rows):
+    cols = [
+        ("task", "task", "{}"),
+        ("B", "batch", "{}"),
+        ("ours env/s", "ours_env_steps_per_s", "{:.0f}"),
+        ("ours agent/s", "ours_agent_steps_per_s", "{:.0f}"),
+        ("compile s", "ours_compile_s", "{:.1f}"),
+        ("raw env/s", "raw_env_steps_per_s", "{:.0f}"),
+        ("ours/raw", "ours_over_raw", "{:.2f}"),
+        ("C rollout env/s", "c_rollout_env_steps_per_s", "{:.0f}"),
+        ("GR env/s", "gymnasium_robotics_env_steps_per_s", "{:.0f}"),
+    ]
+    print(" | ".join(h for h, _, _ in cols))
+    for r in rows:
+        print(" | ".join(fmt.format(r[k]) if k in r else "-" for _, k, fmt in cols))
+
+
+if __name__ == "__main__":
+    main()
