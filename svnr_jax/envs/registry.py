@@ -73,4 +73,8 @@ def _ensure_builtin() -> None:
 
 
 # Modules whose import registers envs. New env families add themselves here.
-_BUILTIN_MODULES: list[str] = ["svnr_jax.envs.games", "svnr_jax.envs.particle_gather"]
+_BUILTIN_MODULES: list[str] = [
+    "svnr_jax.envs.games",
+    "svnr_jax.envs.particle_gather",
+    "svnr_jax.envs.mamujoco",
+]
