@@ -48,6 +48,32 @@ class MLP(nn.Module):
         return nn.Dense(self.out_dim, kernel_init=init)(x)
 
 
+class Generator(nn.Module):
+    """Agent generator ``g(o_i, ξ_{C_i})``: :class:`MLP` on ``[o_i, masked noise]`` plus, if
+    ``noise_skip > 0``, a learnable linear map of the agent's own noise ξ_i (init gain ``noise_skip``).
+
+    ``__call__(x [O + N·dξ], own_noise [dξ]) -> [A]`` (pre-tanh).
+    """
+
+    hidden: Sequence[int]
+    out_dim: int
+    first_scale: float = 1.0
+    out_scale: float = 1.0
+    noise_skip: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: Array, own_noise: Array) -> Array:
+        out = MLP(self.hidden, self.out_dim, self.first_scale, self.out_scale)(x)
+        if self.noise_skip > 0:
+            init = nn.initializers.variance_scaling(self.noise_skip**2, "fan_in", "normal")
+            if own_noise.shape[-1] == self.out_dim:  # one gain per action entry, init noise_skip
+                gain = self.param("noise_gain", nn.initializers.constant(self.noise_skip), (self.out_dim,))
+                out = out + gain * own_noise
+            else:
+                out = out + nn.Dense(self.out_dim, use_bias=False, kernel_init=init, name="noise_skip")(own_noise)
+        return out
+
+
 class PolicyNet(NamedTuple):
     """Per-agent generators stacked on the agent axis.
 
@@ -90,6 +116,7 @@ def make_policy(
     noise_dim: int = 0,
     first_scale: float = 1.0,
     out_scale: float = 1.0,
+    noise_skip: float = 0.0,
     action_mask: np.ndarray | None = None,
 ) -> PolicyNet:
     """Build the N agents' negotiation policies (SPEC §4).
@@ -102,29 +129,32 @@ def make_policy(
       hidden: generator hidden sizes.
       noise_dim: dξ per agent (0 = A).
       first_scale, out_scale: init gains of the first and output layers.
+      noise_skip: [ours] init gain of a learnable linear path from the agent's own noise ξ_i to the
+        pre-tanh output (0 = none). With a small ``out_scale`` the initial policy is then close to
+        ``tanh(noise_skip · ξ_i)``: centred and spread over the action box whatever the observation.
       action_mask: ``[N, A]`` bool real action entries (padded ones are output as 0).
     Returns:
       :class:`PolicyNet`.
     """
     n, dxi = num_agents, (noise_dim or action_dim)
-    module = MLP(tuple(hidden), action_dim, first_scale, out_scale)
+    module = Generator(tuple(hidden), action_dim, first_scale, out_scale, noise_skip)
     noise_mask = jnp.asarray(np.asarray(mask, np.float32))  # [N, N]
     amask = jnp.asarray(np.ones((n, action_dim), np.float32) if action_mask is None
                         else np.asarray(action_mask, np.float32))
 
     def init(key: PRNGKey):
         dummy = jnp.zeros((obs_dim + n * dxi,), jnp.float32)
-        return jax.vmap(lambda k: module.init(k, dummy))(jax.random.split(key, n))
+        return jax.vmap(lambda k: module.init(k, dummy, jnp.zeros((dxi,))))(jax.random.split(key, n))
 
     def apply(params, obs: Array, noise: Array) -> Array:
         masked = (noise_mask[:, :, None] * noise[None, :, :]).reshape(n, n * dxi)  # [N, N·dξ]
         x = jnp.concatenate([obs, masked], axis=-1)  # [N, O + N·dξ]
-        pre = jax.vmap(module.apply)(params, x)  # [N, A]
+        pre = jax.vmap(module.apply)(params, x, noise)  # [N, A]
         return jnp.tanh(pre) * amask
 
     def apply_agent(agent_params, i: int, obs_i: Array, noise: Array) -> Array:
         masked = (noise_mask[i][:, None] * noise).reshape(n * dxi)
-        pre = module.apply(agent_params, jnp.concatenate([obs_i, masked]))
+        pre = module.apply(agent_params, jnp.concatenate([obs_i, masked]), noise[i])
         return jnp.tanh(pre) * amask[i]
 
     return PolicyNet(init, apply, apply_agent, dxi)
@@ -160,4 +190,4 @@ def make_critic(
     return CriticNet(init, apply, nc)
 
 
-__all__ = ["MLP", "CriticNet", "PolicyNet", "make_critic", "make_policy"]
+__all__ = ["MLP", "CriticNet", "Generator", "PolicyNet", "make_critic", "make_policy"]

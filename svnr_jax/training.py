@@ -206,9 +206,10 @@ def evaluate(setup: Setup, ts: TrainState, key: PRNGKey, modes=EVAL_MODES_IN_SCA
 
 
 def init(setup: Setup, key: PRNGKey) -> TrainState:
-    """Fresh run: parameters, B envs reset, buffer filled by ``warmup_iterations`` of uniform actions."""
+    """Fresh run: parameters, B envs reset, buffer filled by ``warmup_iterations`` of uniform actions, then
+    ``critic_warmup_updates`` critic-only updates on that data."""
     cfg, agent = setup.config, setup.agent
-    k_learner, k_env, k_warm, k_run = jax.random.split(key, 4)
+    k_learner, k_env, k_warm, k_fit, k_run = jax.random.split(key, 5)
     learner = agent.init(k_learner)
     env_state = setup.env.reset(k_env)
     n, o, a, s = agent.spec.num_agents, agent.spec.obs_dim, agent.spec.action_dim, agent.spec.state_size
@@ -225,6 +226,20 @@ def init(setup: Setup, key: PRNGKey) -> TrainState:
     # Keys are carried and split inside scans (not scanned over as xs: under vmap the key-reuse checker
     # flags a scan over batched key xs). Episodes cut by the warm-up continue under the learned policy.
     ts, _ = jax.lax.scan(warm, ts, None, length=cfg.warmup_iterations)
+    if cfg.critic_warmup_updates:
+        # [ours] Fit the critic to the uniform warm-up data before the policy moves: an early, blurred critic
+        # favours the "safe" average joint action (relative over-generalisation).
+        alpha = agent.alpha(0)
+
+        def fit(carry, _):
+            learner, k = carry
+            k, k_sample, k_update = jax.random.split(k, 3)
+            batch = replay.sample(ts.buffer, k_sample, cfg.batch_size)
+            learner, _ = agent.update_critic(learner, batch, k_update, alpha)
+            return (learner, k), None
+
+        (learner, _), _ = jax.lax.scan(fit, (ts.learner, k_fit), None, length=cfg.critic_warmup_updates)
+        ts = ts.replace(learner=learner)
     return ts.replace(key=k_run)
 
 

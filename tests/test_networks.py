@@ -66,3 +66,31 @@ def test_critic_twin_shapes():
     q = jax.jit(jax.vmap(c.apply, (None, 0, 0)))(p, jnp.ones((4, 5)), jnp.ones((4, 2, 3)))
     assert q.shape == (4, 2)
     assert not np.allclose(q[:, 0], q[:, 1])  # independent initialisations
+
+
+def test_noise_skip_initial_policy_is_centred_and_spread():
+    pol = make_policy(2, 1, 1, topology_mask("nested", 2), hidden=(16,), out_scale=0.01, noise_skip=1.0)
+    params = pol.init(jax.random.key(0))
+    xi = jax.random.normal(jax.random.key(1), (4000, 2, 1))
+    u = jax.vmap(pol.apply, (None, None, 0))(params, jnp.ones((2, 1)), xi)
+    np.testing.assert_allclose(u, jnp.tanh(xi), atol=0.05)  # ≈ tanh(ξ_i) whatever the observation
+    own = jax.tree.map(lambda p: p[1], params)
+    np.testing.assert_allclose(pol.apply_agent(own, 1, jnp.ones((1,)), xi[0]), u[0, 1], rtol=1e-5)
+
+
+def test_leader_lr_scale_slows_the_leader():
+    from svnr_jax.losses import Transition
+
+    env = make("two_modalities")
+    agent = SVNR(env.spec, SVNRConfig(policy_hidden=(8,), critic_hidden=(8,), num_particles=4, leader_lr_scale=0.1,
+                                      gamma=0.0))
+    np.testing.assert_allclose(agent.agent_lr, [0.1, 1.0])
+    ls = agent.init(jax.random.key(0))
+    b = 4
+    batch = Transition(jnp.ones((b, 2, 1)), jnp.ones((b, 1)), jnp.zeros((b, 2, 1)), jnp.ones((b,)),
+                       jnp.ones((b, 2, 1)), jnp.ones((b, 1)), jnp.ones((b,)))
+    new, _ = jax.jit(agent.update)(ls, batch, jax.random.key(1), 1.0)
+    d = jax.tree.map(lambda x, y: jnp.max(jnp.abs(x - y), axis=tuple(range(1, x.ndim))), new.policy_params,
+                     ls.policy_params)
+    step = np.max(np.stack(jax.tree.leaves(d)), axis=0)  # [N] largest parameter change per agent
+    assert step[0] < 0.2 * step[1]

@@ -90,12 +90,17 @@ class SVNR:
         self.action_mask = np.asarray(spec.action_mask, np.float32)  # numpy: static
         self.policy = make_policy(n, spec.obs_dim, a, self.mask_np, hidden=config.policy_hidden,
                                   noise_dim=config.noise_dim, first_scale=config.policy_init_scale,
-                                  out_scale=config.output_init_scale, action_mask=spec.action_mask)
+                                  out_scale=config.output_init_scale, noise_skip=config.noise_skip,
+                                  action_mask=spec.action_mask)
         self.critic = make_critic(spec.state_size, n, a, hidden=config.critic_hidden, twin=config.twin_critic)
         clip = [optax.clip_by_global_norm(config.grad_clip)] if config.grad_clip > 0 else []
         self.policy_tx = optax.chain(*clip, optax.adam(config.policy_lr))
         self.critic_tx = optax.chain(*clip, optax.adam(config.critic_lr))
         self.bandwidth = None if config.bandwidth == 0 else config.bandwidth
+        # [ours] agent i's policy step is scaled by leader_lr_scale^((N-1-i)/(N-1)): with nested sets the
+        # leaders (small C_i) move slower than the followers, who must track their conditionals.
+        expo = (n - 1 - np.arange(n)) / max(n - 1, 1)
+        self.agent_lr = np.asarray(config.leader_lr_scale ** expo, np.float32)
 
     # ------------------------------------------------------------------------------------ learning
 
@@ -112,7 +117,7 @@ class SVNR:
         return temperature(self.config, iteration, self.total_iterations)
 
     def update(self, ls: LearnerState, batch: Transition, key: PRNGKey, alpha: Array) -> tuple[LearnerState, dict]:
-        """One gradient update: critic (soft Bellman), then policy (amortized MP-SVGD), then Polyak target.
+        """One gradient update: critic (soft Bellman) + Polyak target, then policy (amortized MP-SVGD).
 
         Args:
           ls: learner state. batch: :class:`Transition` with leading ``[B]``. key. alpha: ``[]``.
@@ -121,24 +126,33 @@ class SVNR:
         """
         c = self.config
         k_critic, k_policy = jax.random.split(key)
-        (_, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            ls.critic_params, ls.target_params, ls.policy_params, batch, k_critic, alpha,
-            policy=self.policy, critic=self.critic, action_mask=self.action_mask, gamma=c.gamma,
-            reward_scale=c.reward_scale, value_samples=c.value_samples, proposal=c.value_proposal,
-            mixture_weight=c.mixture_weight, mixture_std=c.mixture_std)
-        c_upd, critic_opt = self.critic_tx.update(c_grads, ls.critic_opt, ls.critic_params)
-        critic_params = optax.apply_updates(ls.critic_params, c_upd)
-
+        ls, c_aux = self.update_critic(ls, batch, k_critic, alpha)
+        critic_params, critic_opt, target = ls.critic_params, ls.critic_opt, ls.target_params
         (_, p_aux), p_grads = jax.value_and_grad(policy_loss, has_aux=True)(
             ls.policy_params, critic_params, batch.obs, batch.state, k_policy, alpha,
             policy=self.policy, critic=self.critic, mask=self.mask, action_mask=self.action_mask,
             num_particles=c.num_particles, bandwidth=self.bandwidth)
         p_upd, policy_opt = self.policy_tx.update(p_grads, ls.policy_opt, ls.policy_params)
+        if c.leader_lr_scale != 1.0:  # per-agent step sizes (agent axis leads every leaf)
+            p_upd = jax.tree.map(lambda u: u * self.agent_lr[(...,) + (None,) * (u.ndim - 1)], p_upd)
         policy_params = optax.apply_updates(ls.policy_params, p_upd)
-
-        target = optax.incremental_update(critic_params, ls.target_params, c.tau)
-        new = LearnerState(policy_params, critic_params, target, policy_opt, critic_opt, ls.updates + 1)
+        new = LearnerState(policy_params, critic_params, target, policy_opt, critic_opt, ls.updates)
         return new, {**c_aux, **p_aux, "alpha": alpha}
+
+    def update_critic(self, ls: LearnerState, batch: Transition, key: PRNGKey, alpha: Array
+                      ) -> tuple[LearnerState, dict]:
+        """One critic step (soft Bellman loss) and the Polyak target update; the policy is unchanged."""
+        c = self.config
+        (_, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            ls.critic_params, ls.target_params, ls.policy_params, batch, key, alpha,
+            policy=self.policy, critic=self.critic, action_mask=self.action_mask, gamma=c.gamma,
+            reward_scale=c.reward_scale, value_samples=c.value_samples, proposal=c.value_proposal,
+            mixture_weight=c.mixture_weight, mixture_std=c.mixture_std)
+        c_upd, critic_opt = self.critic_tx.update(c_grads, ls.critic_opt, ls.critic_params)
+        critic_params = optax.apply_updates(ls.critic_params, c_upd)
+        target = optax.incremental_update(critic_params, ls.target_params, c.tau)
+        return ls.replace(critic_params=critic_params, target_params=target, critic_opt=critic_opt,
+                          updates=ls.updates + 1), c_aux
 
     # ----------------------------------------------------------------------------------- execution
 
