@@ -241,11 +241,12 @@ _GAME_BASE = dict(num_envs=16, batch_size=64, warmup_iterations=16, eval_every=1
 PRESETS: dict[str, dict[str, Any]] = {
     "max_of_two": dict(_GAME_BASE, iterations=1000, svnr=dict(
         alpha_schedule="exponential", alpha_init=30.0, alpha_min=0.3, alpha_anneal_fraction=0.8, gamma=0.0)),
-    # PRO test: start hot (α=100: the target is nearly flat, particles spread over both peaks), wide initial
-    # generator, many uniform warm-up samples so the critic knows both peaks; judged at α=3 (still bimodal).
+    # PRO test: start hot (α=100: the target is nearly flat), a centred initial policy ≈ tanh(ξ_i) spread over
+    # both peaks (noise skip path, small output init), many uniform warm-up samples so the critic knows both
+    # peaks; judged at α=3 (still bimodal).
     "two_modalities": dict(_GAME_BASE, iterations=2000, batch_size=32, warmup_iterations=64, svnr=dict(
         alpha_schedule="exponential", alpha_init=100.0, alpha_min=3.0, alpha_anneal_fraction=0.6, gamma=0.0,
-        output_init_scale=2.0)),
+        output_init_scale=0.1, noise_skip=1.0)),
     "max_of_three": dict(_GAME_BASE, iterations=2000, batch_size=32, svnr=dict(
         alpha_schedule="exponential", alpha_init=30.0, alpha_min=0.1, alpha_anneal_fraction=0.5, policy_lr=3e-3,
         gamma=0.0)),
