@@ -1,0 +1,509 @@
+"""Throughput of ``svnr_jax.negotiate`` batched over states, with a small MLP critic as log-density.
+
+For every (M particles, N agents, d action dims) in the grid, with K rounds and a batch of B states:
+
+* ``negotiations_per_s``: B / (run time of one jitted ``vmap``-over-states call of ``negotiate``);
+* ``ratio_vs_scores``: that run time / (K × run time of the batched scores alone, i.e. ``jax.grad`` of
+  the critic w.r.t. u vmapped over particles and states) — the goal is ≤ 1.5, i.e. the kernel
+  machinery costs at most half of the gradients it needs;
+* ``speedup_vs_numpy``: time per negotiation of the NumPy reference (``benchmarks/numpy_negotiate.py``,
+  run on the first ``--numpy-states`` states of the batch and scaled per negotiation) / the JAX time.
+
+Compile time (``jit(...).lower(...).compile()``) is reported apart from run time; run times are the
+fastest of ``--repeats`` calls after one warm-up call (medians are kept in the JSON too), each ended by
+``block_until_ready``. Before timing, the NumPy reference is checked against ``negotiate`` on a small case.
+
+Usage::
+
+    python -m benchmarks.negotiate                   # the full grid, writes benchmarks/results/negotiate.json
+    python -m benchmarks.negotiate --quick --out /tmp/n.json
+    python -m benchmarks.negotiate --M 64 --N 6 --d 3 --breakdown            # where the time goes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import numpy_negotiate as npn
+from svnr_jax import negotiate, topology_mask
+from svnr_jax.kernels import masked_svgd_direction, median_bandwidth
+from svnr_jax.negotiation import TOPOLOGIES
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "negotiate.json"
+STATE_DIM = 8
+HIDDEN = 64
+ALPHA = 1.0
+STEP_SIZE = 0.05
+BREAKDOWN_UNITLESS = ("ratio_candidate_vs_scores", "candidate_max_abs_diff")
+
+
+# --------------------------------------------------------------------------- the critic (JAX side)
+
+
+def critic_q(u: jax.Array, state: jax.Array, params: npn.MLPParams) -> jax.Array:
+    """``Q(s, u)`` for ONE state ``[S]`` and ONE joint action ``[N, d]``: 2×64 tanh MLP, scalar out."""
+    x = jnp.concatenate([state, u.reshape(-1)])
+    h1 = jnp.tanh(x @ params.w1 + params.b1)
+    h2 = jnp.tanh(h1 @ params.w2 + params.b2)
+    return (h2 @ params.w3 + params.b3)[0]
+
+
+def log_prob(u: jax.Array, state: jax.Array, params: npn.MLPParams) -> jax.Array:
+    """``log π*(u | s) = Q(s, u) / α`` up to a constant (the log-density handed to ``negotiate``)."""
+    return critic_q(u, state, params) / ALPHA
+
+
+def make_negotiate_batch(num_rounds: int, step_size: float, topology: str = "nested", tol: float = 0.0) -> Callable:
+    """Jitted ``(params, states [B, S], particles [B, M, N, d]) -> NegotiationResult`` (vmap over states)."""
+
+    def one(state, parts, params):
+        return negotiate(
+            log_prob,
+            parts,
+            topology=topology,
+            num_rounds=num_rounds,
+            step_size=step_size,
+            tol=tol,
+            args=(state, params),
+        )
+
+    return jax.jit(lambda params, states, particles: jax.vmap(one, in_axes=(0, 0, None))(states, particles, params))
+
+
+def make_score_batch() -> Callable:
+    """Jitted ``(params, states [B, S], particles [B, M, N, d]) -> scores [B, M, N, d]``."""
+    per_state = jax.vmap(jax.grad(log_prob), in_axes=(0, None, None))
+    batched = jax.vmap(per_state, in_axes=(0, 0, None))
+    return jax.jit(lambda params, states, particles: batched(particles, states, params))
+
+
+# --------------------------------------------------------------------------- timing helpers
+
+
+def time_jitted(fn: Callable, *args: Any, repeats: int) -> dict[str, float]:
+    """Compile time apart from run time: lower+compile, one warm-up call, then ``repeats`` timed calls.
+
+    Returns ``compile_s``, ``run_s`` (the fastest call: the machine may be shared, and interference only
+    adds time) and ``run_median_s``.
+    """
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t0)
+    return {"compile_s": compile_s, "run_s": float(np.min(times)), "run_median_s": float(np.median(times))}
+
+
+def time_numpy(fn: Callable, repeats: int) -> dict[str, float]:
+    """Fastest and median wall time of ``fn()`` over ``repeats`` calls (NumPy has no compile step)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"run_s": float(np.min(times)), "run_median_s": float(np.median(times))}
+
+
+def device_info() -> dict[str, Any]:
+    dev = jax.devices()[0]
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "num_devices": jax.device_count(),
+        "jax": jax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        "loadavg_1_5_15_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def make_problem(seed: int, batch: int, m: int, n: int, d: int, dtype=np.float32):
+    """Random critic params, states ``[B, S]`` and initial particles ``[B, M, N, d]`` (NumPy arrays)."""
+    rng = np.random.default_rng(seed)
+    params = npn.init_mlp(rng, STATE_DIM + n * d, HIDDEN, dtype)
+    states = rng.normal(size=(batch, STATE_DIM)).astype(dtype)
+    particles = rng.normal(size=(batch, m, n, d)).astype(dtype)
+    return params, states, particles
+
+
+# --------------------------------------------------------------------------- NumPy vs JAX check
+
+
+def check_numpy_matches_jax(
+    seed: int = 0,
+    *,
+    batch: int = 3,
+    m: int = 8,
+    n: int = 3,
+    d: int = 2,
+    num_rounds: int = 8,
+    step_size: float = 0.3,
+    topology: str = "nested",
+    tol: float = 0.0,
+) -> dict[str, float]:
+    """Max abs differences between the NumPy reference and ``negotiate`` on a small float32 case.
+
+    Also returns the largest particle displacement (so a check cannot pass by nothing moving) and the
+    number of states whose ``rounds_used`` / ``converged`` differ (non-zero only matters with ``tol > 0``).
+    """
+    params, states, particles = make_problem(seed, batch, m, n, d)
+    mask = topology_mask(topology, n)
+    ref = npn.negotiate_numpy(
+        params, states, particles, mask, num_rounds=num_rounds, step_size=step_size, alpha=ALPHA, tol=tol
+    )
+    jparams = jax.tree.map(jnp.asarray, params)
+    out = make_negotiate_batch(num_rounds, step_size, topology, tol)(
+        jparams, jnp.asarray(states), jnp.asarray(particles)
+    )
+    scores = make_score_batch()(jparams, jnp.asarray(states), jnp.asarray(particles))
+    return {
+        "particles_max_abs_diff": float(np.max(np.abs(np.asarray(out.particles) - ref.particles))),
+        "max_phi_norm_max_abs_diff": float(np.max(np.abs(np.asarray(out.max_phi_norm) - ref.max_phi_norm))),
+        "scores_max_abs_diff": float(
+            np.max(np.abs(np.asarray(scores) - npn.critic_scores(params, states, particles, ALPHA)))
+        ),
+        "particles_max_abs_displacement": float(np.max(np.abs(ref.particles - particles))),
+        "rounds_used_mismatches": int(np.sum(np.asarray(out.rounds_used) != ref.rounds_used)),
+        "converged_mismatches": int(np.sum(np.asarray(out.converged) != ref.converged)),
+    }
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def bench_one(
+    m: int,
+    n: int,
+    d: int,
+    *,
+    batch: int,
+    num_rounds: int,
+    repeats: int,
+    numpy_states: int,
+    numpy_repeats: int,
+    topology: str,
+    seed: int,
+) -> dict[str, Any]:
+    params, states, particles = make_problem(seed, batch, m, n, d)
+    jparams = jax.tree.map(jnp.asarray, params)
+    jstates, jparts = jnp.asarray(states), jnp.asarray(particles)
+
+    neg = time_jitted(make_negotiate_batch(num_rounds, STEP_SIZE, topology), jparams, jstates, jparts, repeats=repeats)
+    sco = time_jitted(make_score_batch(), jparams, jstates, jparts, repeats=repeats)
+
+    mask = topology_mask(topology, n)
+    nb = min(numpy_states, batch)
+    np_s = time_numpy(
+        lambda: npn.negotiate_numpy(
+            params, states[:nb], particles[:nb], mask, num_rounds=num_rounds, step_size=STEP_SIZE, alpha=ALPHA, tol=0.0
+        ),
+        numpy_repeats,
+    )
+    jax_per_neg = neg["run_s"] / batch
+    numpy_per_neg = np_s["run_s"] / nb
+    return {
+        "M": m,
+        "N": n,
+        "d": d,
+        "K": num_rounds,
+        "batch": batch,
+        "compile_s": neg["compile_s"],
+        "run_s": neg["run_s"],
+        "run_median_s": neg["run_median_s"],
+        "negotiations_per_s": batch / neg["run_s"],
+        "score_compile_s": sco["compile_s"],
+        "score_run_s": sco["run_s"],
+        "score_run_median_s": sco["run_median_s"],
+        "ratio_vs_scores": neg["run_s"] / (num_rounds * sco["run_s"]),
+        "numpy_states": nb,
+        "numpy_run_s": np_s["run_s"],
+        "numpy_run_median_s": np_s["run_median_s"],
+        "numpy_negotiations_per_s": 1.0 / numpy_per_neg,
+        "speedup_vs_numpy": numpy_per_neg / jax_per_neg,
+    }
+
+
+# --------------------------------------------------------------------------- profiling one round
+# Candidate implementations measured by ``--breakdown`` to explain where the time goes and what a faster
+# kernel could gain. They are NOT used by the library; ``svnr_jax/kernels.py`` is the implementation.
+
+
+def candidate_median_general(sq: jax.Array) -> jax.Array:
+    """``jnp.median`` over the last two axes of non-negative ``sq [..., M, L]``, sorting int32 bit patterns
+    (the order of non-negative floats) instead of floats: a drop-in for ``median_bandwidth``'s median."""
+    bits = jax.lax.bitcast_convert_type(sq.reshape(*sq.shape[:-2], -1), jnp.int32)
+    flat = jax.lax.bitcast_convert_type(jnp.sort(bits, axis=-1), sq.dtype)
+    n = flat.shape[-1]
+    return 0.5 * (flat[..., (n - 1) // 2] + flat[..., n // 2])
+
+
+def candidate_median_sym(sq: jax.Array) -> jax.Array:
+    """Median over all M² entries of symmetric, zero-diagonal ``sq [..., M, M]`` (same value as jnp.median).
+
+    Two changes from ``jnp.median``: (1) the sorted M² entries are M zeros followed by every strict-upper-
+    triangle value twice, so only the M(M-1)/2 upper-triangle values are sorted; (2) they are sorted as
+    int32 bit patterns, whose order equals the float order for x >= 0, which avoids the NaN-aware float
+    comparator of ``jnp.sort`` (about 4x slower on XLA:CPU).
+    """
+    m = sq.shape[-1]
+    rows, cols = np.triu_indices(m, 1)
+    bits = jax.lax.bitcast_convert_type(sq[..., rows, cols], jnp.int32)
+    upper = jax.lax.bitcast_convert_type(jnp.sort(bits, axis=-1), sq.dtype)
+
+    def order_stat(p):  # p-th smallest (0-based) of all M² entries
+        return jnp.zeros(sq.shape[:-2], sq.dtype) if p < m else upper[..., (p - m) // 2]
+
+    return 0.5 * (order_stat((m * m - 1) // 2) + order_stat((m * m) // 2))
+
+
+def candidate_direction(u: jax.Array, scores: jax.Array, mask: jax.Array) -> jax.Array:
+    """``masked_svgd_direction`` rewritten: [N, M, L] kernel layout, :func:`candidate_median_sym`, and the
+    repulsion by ``Σ_m k (u_l - y_m) = u_l Σ_m k - Σ_m k y_m`` folded into the drive's contraction."""
+    m = u.shape[0]
+    diff = u[None] - u[:, None]
+    sq = jnp.einsum("mlj,ij->iml", jnp.sum(diff * diff, -1), mask.astype(u.dtype))  # [N, M, L]
+    h = jnp.maximum(candidate_median_sym(sq) / jnp.log(m + 1.0), 1e-3)
+    k = jnp.exp(-sq / h[:, None, None])
+    two_over_h = (2.0 / h)[None, :, None]
+    drive_and_pull = jnp.einsum("iml,mid->lid", k, scores - two_over_h * u)
+    return (drive_and_pull + two_over_h * jnp.sum(k, axis=1).T[:, :, None] * u) / m
+
+
+def make_scan_batch(direction_fn: Callable, num_rounds: int, step_size: float, mask: jax.Array) -> Callable:
+    """K plain Jacobi rounds ``u += ε direction(u, scores(u))`` in a scan, vmapped over states (no diagnostics,
+    no convergence check, no final extra evaluation)."""
+    score = jax.vmap(jax.grad(log_prob), in_axes=(0, None, None))
+
+    def one(state, u, params):
+        def body(u, _):
+            return u + step_size * direction_fn(u, score(u, state, params), mask), None
+
+        return jax.lax.scan(body, u, None, length=num_rounds)[0]
+
+    return jax.jit(lambda params, states, particles: jax.vmap(one, in_axes=(0, 0, None))(states, particles, params))
+
+
+def breakdown(
+    m: int, n: int, d: int, *, batch: int, num_rounds: int, repeats: int, topology: str, seed: int
+) -> dict[str, Any]:
+    """Fastest-of-``repeats`` run times (s) of the pieces of one round on the batch, and of K-round scans
+    with the library's direction and with :func:`candidate_direction`; plus the candidate's max abs
+    deviation from ``negotiate``'s particles."""
+    params, states, particles = make_problem(seed, batch, m, n, d)
+    jparams = jax.tree.map(jnp.asarray, params)
+    jstates, jparts = jnp.asarray(states), jnp.asarray(particles)
+    mask = jnp.asarray(topology_mask(topology, n))
+    scores = make_score_batch()(jparams, jstates, jparts)
+
+    def sq_dists(u):
+        diff = u[None] - u[:, None]
+        return jnp.einsum("mlj,ij->iml", jnp.sum(diff * diff, -1), mask.astype(u.dtype))  # [N, M, L]
+
+    sq = jax.jit(jax.vmap(sq_dists))(jparts)
+    library_direction = lambda u, s, mk: masked_svgd_direction(u, s, mk)
+    pieces = {
+        "scores": (make_score_batch(), (jparams, jstates, jparts)),
+        "direction": (jax.jit(jax.vmap(lambda u, s: masked_svgd_direction(u, s, mask))), (jparts, scores)),
+        "direction_fixed_bandwidth": (
+            jax.jit(jax.vmap(lambda u, s: masked_svgd_direction(u, s, mask, bandwidth=1.0))),
+            (jparts, scores),
+        ),
+        "sq_dists": (jax.jit(jax.vmap(sq_dists)), (jparts,)),
+        "median_bandwidth": (jax.jit(jax.vmap(lambda q: median_bandwidth(q, m))), (sq,)),
+        "candidate_median_general": (jax.jit(jax.vmap(candidate_median_general)), (sq,)),
+        "candidate_median_sym": (jax.jit(jax.vmap(candidate_median_sym)), (sq,)),
+        "candidate_direction": (jax.jit(jax.vmap(lambda u, s: candidate_direction(u, s, mask))), (jparts, scores)),
+        "negotiate_K": (make_negotiate_batch(num_rounds, STEP_SIZE, topology), (jparams, jstates, jparts)),
+        "scan_library_direction_K": (
+            make_scan_batch(library_direction, num_rounds, STEP_SIZE, mask),
+            (jparams, jstates, jparts),
+        ),
+        "scan_candidate_direction_K": (
+            make_scan_batch(candidate_direction, num_rounds, STEP_SIZE, mask),
+            (jparams, jstates, jparts),
+        ),
+    }
+    out: dict[str, Any] = {
+        name: time_jitted(fn, *args, repeats=repeats)["run_s"] for name, (fn, args) in pieces.items()
+    }
+    out["ratio_candidate_vs_scores"] = out["scan_candidate_direction_K"] / (num_rounds * out["scores"])
+    ref = make_negotiate_batch(num_rounds, STEP_SIZE, topology)(jparams, jstates, jparts).particles
+    cand = make_scan_batch(candidate_direction, num_rounds, STEP_SIZE, mask)(jparams, jstates, jparts)
+    out["candidate_max_abs_diff"] = float(jnp.max(jnp.abs(ref - cand)))
+    return out
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    head = (
+        f"{'M':>3} {'N':>2} {'d':>2} | {'compile s':>9} {'run ms':>9} {'negot/s':>10} | {'score ms':>8} "
+        f"{'ratio/K·score':>13} | {'numpy negot/s':>13} {'vs numpy':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['M']:>3} {r['N']:>2} {r['d']:>2} | {r['compile_s']:>9.2f} {1e3 * r['run_s']:>9.2f} "
+            f"{r['negotiations_per_s']:>10.0f} | {1e3 * r['score_run_s']:>8.3f} {r['ratio_vs_scores']:>13.2f} | "
+            f"{r['numpy_negotiations_per_s']:>13.1f} {r['speedup_vs_numpy']:>7.1f}x"
+        )
+    return "\n".join(lines)
+
+
+def _grid_point(text: str) -> tuple[int, int, int]:
+    try:
+        m, n, d = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected M,N,d (three ints), got {text!r}") from None
+    return m, n, d
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--M", type=int, nargs="+", default=[16, 32, 64], help="particle counts (default 16 32 64)")
+    p.add_argument("--N", type=int, nargs="+", default=[2, 4, 6], help="agent counts (default 2 4 6)")
+    p.add_argument("--d", type=int, nargs="+", default=[1, 3], help="per-agent action dims (default 1 3)")
+    p.add_argument("--K", type=int, default=10, help="negotiation rounds (default 10)")
+    p.add_argument("--batch", type=int, default=256, help="states per batch (default 256)")
+    p.add_argument("--topology", default="nested", choices=TOPOLOGIES, help="negotiation topology (default nested)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timed JAX calls per measurement; fastest reported (default 5)"
+    )
+    p.add_argument(
+        "--numpy-states",
+        type=int,
+        default=32,
+        help="states the NumPy reference runs on, scaled per negotiation (default 32)",
+    )
+    p.add_argument("--numpy-repeats", type=int, default=2, help="timed NumPy calls; fastest reported (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick", action="store_true", help="tiny grid (M=8, N=2, d=1, K=3, batch 8, 2 repeats) for tests / smoke runs"
+    )
+    p.add_argument(
+        "--breakdown",
+        nargs="*",
+        type=_grid_point,
+        default=None,
+        metavar="M,N,d",
+        help="also time the pieces of one round (scores, directions, median) and candidate rewrites;\n"
+        "with no value at every grid point, else only at the given points, e.g. --breakdown 16,2,3 64,6,3",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.M, args.N, args.d, args.K, args.batch, args.repeats = [8], [2], [1], 3, 8, 2
+        args.numpy_states, args.numpy_repeats = 8, 1
+    for name in ("M", "N", "d"):
+        vals = getattr(args, name)
+        low = 2 if name == "M" else 1
+        if any(v < low for v in vals):
+            p.error(f"--{name} values must be >= {low}; got {vals}")
+    if args.K < 1 or args.batch < 1 or args.repeats < 1 or args.numpy_states < 1 or args.numpy_repeats < 1:
+        p.error("--K, --batch, --repeats, --numpy-states and --numpy-repeats must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    device = device_info()  # before the runs: the load average says whether others share the machine
+    check = check_numpy_matches_jax(args.seed)
+    print(f"NumPy reference vs negotiate (small case): {check}")
+    if check["particles_max_abs_diff"] > 1e-4:
+        raise RuntimeError(f"NumPy reference disagrees with negotiate: {check}")
+
+    rows = []
+    for m in args.M:
+        for n in args.N:
+            for d in args.d:
+                row = bench_one(
+                    m,
+                    n,
+                    d,
+                    batch=args.batch,
+                    num_rounds=args.K,
+                    repeats=args.repeats,
+                    numpy_states=args.numpy_states,
+                    numpy_repeats=args.numpy_repeats,
+                    topology=args.topology,
+                    seed=args.seed,
+                )
+                if args.breakdown is not None and (not args.breakdown or (m, n, d) in args.breakdown):
+                    row["breakdown"] = breakdown(
+                        m,
+                        n,
+                        d,
+                        batch=args.batch,
+                        num_rounds=args.K,
+                        repeats=args.repeats,
+                        topology=args.topology,
+                        seed=args.seed,
+                    )
+                rows.append(row)
+                print(format_table([row]).splitlines()[-1], flush=True)
+                if "breakdown" in row:
+                    bd = row["breakdown"]
+                    ms = ", ".join(f"{k}={1e3 * v:.2f}" for k, v in bd.items() if k not in BREAKDOWN_UNITLESS)
+                    extra = ", ".join(f"{k}={bd[k]:.3g}" for k in BREAKDOWN_UNITLESS)
+                    print(f"    breakdown (fastest of repeats, ms): {ms}; {extra}", flush=True)
+
+    result = {
+        "benchmark": "negotiate",
+        "device": device,
+        "config": {
+            "K": args.K,
+            "batch": args.batch,
+            "topology": args.topology,
+            "order": "jacobi",
+            "step_size": STEP_SIZE,
+            "tol": 0.0,
+            "alpha": ALPHA,
+            "critic": f"MLP [{STATE_DIM}+N*d] -> {HIDDEN} -> {HIDDEN} -> 1, tanh",
+            "repeats": args.repeats,
+            "numpy_states": args.numpy_states,
+            "numpy_repeats": args.numpy_repeats,
+            "dtype": "float32",
+            "seed": args.seed,
+            "quick": args.quick,
+            "timing": (
+                "compile = lower+compile; run = fastest of repeats after a warm-up, block_until_ready"
+                " (medians kept as *_median_s)"
+            ),
+            "numpy_scaling": "NumPy runs on numpy_states states; its time is divided by that count",
+        },
+        "numpy_check": check,
+        "results": rows,
+    }
+    if hasattr(os, "getloadavg"):
+        result["device"]["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+    print()
+    print(
+        f"device: {result['device']['platform']} ({result['device']['device_kind']}), K={args.K}, "
+        f"batch={args.batch}, topology={args.topology}; NumPy on {min(args.numpy_states, args.batch)} states; "
+        f"load average at start/end {device.get('loadavg_1_5_15_at_start')} / {device.get('loadavg_1_5_15_at_end')}"
+    )
+    print(format_table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The negotiate benchmark: its NumPy reference agrees with ``negotiate``, and the quick grid writes
+well-formed JSON."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import negotiate as bench
+from benchmarks import numpy_negotiate as npn
+from svnr_jax import masked_svgd_direction, topology_mask
+
+ROW_FIELDS = (
+    "compile_s",
+    "run_s",
+    "run_median_s",
+    "negotiations_per_s",
+    "score_compile_s",
+    "score_run_s",
+    "ratio_vs_scores",
+    "numpy_run_s",
+    "numpy_negotiations_per_s",
+    "speedup_vs_numpy",
+)
+
+
+@pytest.mark.parametrize("topology", ["nested", "full", "independent"])
+def test_numpy_reference_matches_negotiate(topology):
+    check = bench.check_numpy_matches_jax(1, topology=topology)
+    assert check["particles_max_abs_displacement"] > 0.1  # the particles really moved
+    assert check["particles_max_abs_diff"] < 1e-4
+    assert check["max_phi_norm_max_abs_diff"] < 1e-4
+    assert check["scores_max_abs_diff"] < 1e-5
+
+
+def test_numpy_reference_matches_negotiate_with_early_agreement():
+    # tol between the per-state max ||φ|| values, so states stop after different numbers of rounds.
+    case = dict(batch=6, num_rounds=6, step_size=0.3, tol=0.25)
+    params, states, particles = bench.make_problem(2, case["batch"], 8, 3, 2)
+    ref = npn.negotiate_numpy(
+        params, states, particles, topology_mask("nested", 3), num_rounds=6, step_size=0.3, tol=0.25
+    )
+    assert len(set(ref.rounds_used.tolist())) >= 3, ref.rounds_used  # the case really exercises early stopping
+    check = bench.check_numpy_matches_jax(2, **case)
+    assert check["particles_max_abs_diff"] < 1e-4
+    assert check["rounds_used_mismatches"] == 0
+    assert check["converged_mismatches"] == 0
+
+
+def test_numpy_scores_are_the_gradient_of_the_critic():
+    params, states, particles = bench.make_problem(3, 2, 4, 2, 3, dtype=np.float64)
+    eps = 1e-6
+    scores = npn.critic_scores(params, states, particles)
+    bump = np.zeros_like(particles)
+    bump[1, 2, 1, 0] = eps
+    fd = npn.critic_values(params, states, particles + bump) - npn.critic_values(params, states, particles - bump)
+    np.testing.assert_allclose(fd[1, 2] / (2 * eps), scores[1, 2, 1, 0], rtol=1e-6)
+
+
+def test_numpy_directions_match_kernels():
+    rng = np.random.default_rng(4)
+    u = rng.normal(size=(2, 7, 3, 2)).astype(np.float32)
+    s = rng.normal(size=(2, 7, 3, 2)).astype(np.float32)
+    mask = topology_mask("ring", 3)
+    want = jax.jit(jax.vmap(lambda a, b: masked_svgd_direction(a, b, jnp.asarray(mask))))(u, s)
+    np.testing.assert_allclose(npn.masked_directions(u, s, mask), np.asarray(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("m", [2, 5, 8])
+def test_candidate_medians_equal_jnp_median(m):
+    u = jax.random.normal(jax.random.key(m), (m, 3, 2))
+    diff = u[None] - u[:, None]
+    sq = jnp.einsum("mlj,ij->iml", jnp.sum(diff * diff, -1), jnp.asarray(topology_mask("nested", 3), jnp.float32))
+    want = np.asarray(jnp.median(sq.reshape(3, -1), axis=-1))
+    np.testing.assert_array_equal(np.asarray(jax.jit(bench.candidate_median_sym)(sq)), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(bench.candidate_median_general)(sq)), want)
+
+
+def test_quick_grid_writes_json(tmp_path):
+    out = tmp_path / "negotiate.json"
+    bench.main(["--quick", "--breakdown", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["device"]["platform"] in {"cpu", "gpu", "tpu", "cuda", "rocm"}
+    assert result["config"]["K"] == 3
+    assert result["numpy_check"]["particles_max_abs_diff"] < 1e-4
+    (row,) = result["results"]
+    assert (row["M"], row["N"], row["d"], row["batch"]) == (8, 2, 1, 8)
+    for field in ROW_FIELDS:
+        assert math.isfinite(row[field]) and row[field] > 0, (field, row[field])
+    for name, value in row["breakdown"].items():
+        assert math.isfinite(value) and value >= 0, (name, value)
+    assert row["breakdown"]["candidate_max_abs_diff"] < 1e-4
+
+
+def test_cli_rejects_bad_grid():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--M", "1"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--breakdown", "8,2"])
