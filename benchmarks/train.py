@@ -34,8 +34,9 @@ def tree_bytes(tree) -> int:
     total = 0
     for x in jax.tree.leaves(tree):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x = jax.random.key_data(x)
-        total += int(np.prod(x.shape)) * x.dtype.itemsize
+            total += int(np.prod(x.shape)) * 8  # threefry: 2 × uint32
+        else:
+            total += int(np.prod(x.shape)) * x.dtype.itemsize
     return total
 
 
