@@ -19,6 +19,8 @@ Tolerances (measured on this machine, jax 0.12.0.1, mujoco 4.0.0, mujoco-mjx 3.1
   band MJX 3.17 and MuJoCo 4.0 C compute different constraint forces — also in float64 (checked with
   ``jax_enable_x64``), so this is a solver difference, not rounding. Contact-free Ant states are compared
   tightly; states with margin-band contacts only get a loose bound on positions.
+* Humanoid: humanoid.xml asks for PGS, which MJX lacks (Newton here): one-step tolerance 2e-2 (measured
+  up to 4e-3 on entries of order 1); its one-step test is marked slow (compile ~4 min on 2 busy cores).
 * CoupledHalfCheetah: the reference crashes on MuJoCo 4 (sparse ``ten_J``); see
   ``tests/mamujoco_reference.py`` for how its own observation code is fed a dense tendon Jacobian.
 """
@@ -241,8 +243,11 @@ def _one_step(task: str, seed: int, batches: int = 1):
                 q_ref = ref.qpos_qvel()[0]
                 assert np.abs(np.asarray(nxt.env_state.data.qpos[b]) - q_ref).max() < 0.1, what
                 continue
-            assert_obs(env, nxt.obs[b], nxt.global_state[b], r_obs, r_state, 1e-4, 5e-4, what)
-            assert float(nxt.reward[b]) == pytest.approx(r_rew, rel=1e-4, abs=1e-4), what
+            # Humanoid: the reference's PGS solver does not exist in MJX (Newton here), so contact and
+            # limit forces differ at the solver's tolerance, not float32 rounding.
+            tol = 2e-2 if task.startswith("Humanoid") else 5e-4
+            assert_obs(env, nxt.obs[b], nxt.global_state[b], r_obs, r_state, tol / 5, tol, what)
+            assert float(nxt.reward[b]) == pytest.approx(r_rew, rel=tol / 5, abs=tol / 5), what
             assert bool(nxt.terminated[b]) == r_term, what
             assert bool(nxt.truncated[b]) == r_trunc, what
             assert int(nxt.time[b]) == 1
