@@ -32,7 +32,9 @@ class NegotiationResult(NamedTuple):
       mean_phi_norm: ``[K]`` per round, mean over particles and agents of ``||φ_i||``.
       max_phi_norm: ``[K]`` per round, max over particles and agents of ``||φ_i||``.
       rounds_used: ``[]`` int32, rounds whose update was applied (stops counting at agreement).
-      converged: ``[]`` bool, agreement (``max ||φ|| < tol``) was reached within K rounds.
+      converged: ``[]`` bool, agreement (``max ||φ|| < tol`` at the start of a round) was observed
+        within K rounds. φ is not re-evaluated after the last round (that would cost one more score
+        and direction pass), so an agreement reached by the very last update is reported as False.
     """
 
     particles: Array
@@ -188,35 +190,31 @@ def _negotiate_jit(
 
     score_fn = jax.vmap(jax.grad(log_p))
 
-    def direction(u):
-        return masked_svgd_direction(u, score_fn(u), mask, bandwidth=bandwidth)
+    def direction(u, agents=None):
+        return masked_svgd_direction(u, score_fn(u), mask, bandwidth=bandwidth, agents=agents)
 
     def one_round(carry, _):
         u, done, used = carry
         if order == "jacobi":
             phi = direction(u)
             new_u = u + step_size * phi
-        else:  # gauss_seidel: agent i moves after agents < i have moved.
+        else:  # gauss_seidel: agent i moves after agents < i have moved (only φ_i is computed for it).
             new_u = u
             phis = []
             for i in range(n):
-                phi_i = direction(new_u)[:, i]
+                phi_i = direction(new_u, agents=(i,))[:, 0]
                 phis.append(phi_i)
                 new_u = new_u.at[:, i].add(step_size * phi_i)
             phi = jnp.stack(phis, axis=1)
         norms = jnp.linalg.norm(phi, axis=-1)  # [M, N]
         max_norm = jnp.max(norms)
-        agree = max_norm < tol
-        stop = done | agree
+        stop = done | (max_norm < tol)  # agreement: φ at the current particles is below tol
         u = jnp.where(stop, u, new_u)
         used = used + jnp.where(stop, 0, 1).astype(jnp.int32)
         return (u, stop, used), (jnp.mean(norms), max_norm)
 
     init = (particles, jnp.asarray(False), jnp.asarray(0, jnp.int32))
     (final, converged, used), (mean_norms, max_norms) = jax.lax.scan(one_round, init, None, length=num_rounds)
-    # Agreement may also be reached by the last applied update; check it once more.
-    last_phi = direction(final)
-    converged = converged | (jnp.max(jnp.linalg.norm(last_phi, axis=-1)) < tol)
     return NegotiationResult(final, mean_norms, max_norms, used, converged)
 
 

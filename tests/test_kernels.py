@@ -113,3 +113,24 @@ def test_tanh_correction_values():
     u = jnp.array([0.0, 0.5])
     np.testing.assert_allclose(kernels.tanh_correction(u), np.log(1 + 1e-6) + np.log(0.75 + 1e-6), rtol=1e-6)
     assert np.isfinite(float(kernels.tanh_correction(jnp.array([1.0, -1.2]))))
+
+
+def test_symmetric_median_equals_full_median(rng):
+    for m in (2, 3, 8, 9):
+        x = rng.normal(size=(m, 3)).astype(np.float32)
+        sq = kernels.pairwise_sq_dists(x, x)
+        full = jax.jit(lambda s: kernels.median_bandwidth(s, m))(sq)
+        sym = jax.jit(lambda s: kernels.median_bandwidth(s, m, symmetric=True))(sq)
+        want = max(np.median(np.asarray(sq)) / np.log(m + 1), 1e-3)
+        np.testing.assert_allclose(full, want, rtol=1e-6)
+        np.testing.assert_allclose(sym, want, rtol=1e-6)
+
+
+def test_agent_subset_matches_full_direction(rng):
+    y = rng.normal(size=(6, 3, 2)).astype(np.float32)
+    s = rng.normal(size=(6, 3, 2)).astype(np.float32)
+    mask = topology_mask("nested", 3)
+    full = kernels.masked_svgd_direction(y, s, mask)
+    for i in range(3):
+        np.testing.assert_allclose(kernels.masked_svgd_direction(y, s, mask, agents=(i,))[:, 0], full[:, i],
+                                   rtol=1e-5, atol=1e-6)
