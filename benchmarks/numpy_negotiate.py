@@ -125,7 +125,7 @@ def negotiate_numpy(
     """K Jacobi negotiation rounds for a batch of states, log-density ``Q(s, u) / α``.
 
     Same semantics as ``jax.vmap`` of ``svnr_jax.negotiate(..., order="jacobi")``: a state stops moving
-    once its ``max ||φ||`` drops below ``tol``; a final direction evaluation decides ``converged``.
+    once its ``max ||φ||`` (at the start of a round) drops below ``tol``, and that is ``converged``.
 
     Args:
       params: critic weights; states: ``[B, S]``; particles: ``[B, M, N, d]``; mask: ``[N, N]`` bool.
@@ -146,6 +146,4 @@ def negotiate_numpy(
         used += (~done).astype(np.int32)
         means.append(norms.mean(axis=(1, 2)))
         maxes.append(max_norm)
-    phi = masked_directions(u, critic_scores(params, states, u, alpha), mask, bandwidth)
-    converged = done | (np.linalg.norm(phi, axis=-1).max(axis=(1, 2)) < tol)
-    return NumpyNegotiationResult(u, np.stack(means, 1), np.stack(maxes, 1), used, converged)
+    return NumpyNegotiationResult(u, np.stack(means, 1), np.stack(maxes, 1), used, done)
