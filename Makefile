@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m experiments.demo
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m experiments.stress_tests --small --out outputs/demo
 
 test: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -n $(JOBS) -q tests
