@@ -84,11 +84,35 @@ def time_chunk(cfg, repeats: int = 2) -> dict:
     }
 
 
+def sharded_chunk_time(env: str, base: dict, seeds: int) -> dict | None:
+    """Chunk time of ``seeds`` vmapped seeds sharded over 2 host CPU devices, measured in a subprocess."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, jax\n"
+        "from benchmarks.train import time_chunk\n"
+        "from svnr_jax.config import preset\n"
+        f"r = time_chunk(preset({env!r}, **{base!r}, num_seeds={seeds}))\n"
+        "r['devices'] = len(jax.devices())\n"
+        "print('RESULT', json.dumps(r))\n"
+    )
+    env_vars = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env_vars, capture_output=True, text=True, timeout=1200,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    print(out.stderr[-1000:])
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="max_of_three")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="benchmarks/results/train.json")
+    p.add_argument("--no-sharded", action="store_true", help="skip the 2-host-device seed-sharding measurement")
     args = p.parse_args(argv)
     chunk = 50 if args.quick else 100
     base = dict(iterations=chunk, chunk_iterations=chunk, eval_every=chunk, eval_episodes=64)
@@ -141,6 +165,19 @@ def main(argv=None) -> int:
             f"seeds={s}: vmapped {v['run_s']:.2f}s vs sequential {seq:.2f}s (ratio {v['run_s'] / seq:.2f})", flush=True
         )
 
+    # 4) the same seeds vmapped and sharded over 2 host devices (a subprocess: the device count is fixed at
+    #    start-up), against the single-device sequential time measured above.
+    if not args.no_sharded:
+        res["seed_scaling_2_devices"] = {}
+        for s in ((2, 8) if args.quick else (2, 4, 8)):
+            r = sharded_chunk_time(args.env, base, s)
+            if r is not None:
+                seq = s * one["run_s"]
+                r.update(sequential_s=seq, ratio=r["run_s"] / seq)
+                res["seed_scaling_2_devices"][s] = r
+                print(f"seeds={s} on 2 host devices: {r['run_s']:.2f}s vs sequential {seq:.2f}s "
+                      f"(ratio {r['ratio']:.2f})", flush=True)
+
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(res, f, indent=1)
@@ -162,6 +199,8 @@ def print_table(res: dict) -> None:
     print(f"{'seeds':>6}{'vmapped s':>11}{'sequential s':>14}{'ratio':>7}")
     for s, r in res["seed_scaling"].items():
         print(f"{s:>6}{r['vmapped_s']:>11.2f}{r['sequential_s']:>14.2f}{r['ratio']:>7.2f}")
+    for s, r in res.get("seed_scaling_2_devices", {}).items():
+        print(f"{s:>6}{r['run_s']:>11.2f}{r['sequential_s']:>14.2f}{r['ratio']:>7.2f}  (vmapped + sharded, 2 devices)")
 
 
 if __name__ == "__main__":
