@@ -54,6 +54,16 @@ class _DenseMultiAgent(MultiAgentMujocoEnv):
 
 
 def make_reference(scenario: str, agent_conf: str, agent_obsk: int = 1) -> MultiAgentMujocoEnv:
+    """The reference env (MuJoCo compiler warnings silenced: they would write ``MUJOCO_LOG.TXT``)."""
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda msg: None)
+    try:
+        return _make_reference(scenario, agent_conf, agent_obsk)
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def _make_reference(scenario: str, agent_conf: str, agent_obsk: int) -> MultiAgentMujocoEnv:
     if scenario == "CoupledHalfCheetah":
         gym_env = TimeLimit(_DenseCoupledHalfCheetah(), max_episode_steps=1000)
         return _DenseMultiAgent(scenario, agent_conf, agent_obsk=agent_obsk, gym_env=gym_env)
