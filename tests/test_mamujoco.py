@@ -18,7 +18,8 @@ Tolerances (measured on this machine, jax 0.12.0.1, mujoco 4.0.0, mujoco-mjx 3.1
 * Ant: one step only (PLATFORM.md). Its geoms carry ``margin=0.01``, and for contacts inside that margin
   band MJX 3.17 and MuJoCo 4.0 C compute different constraint forces — also in float64 (checked with
   ``jax_enable_x64``), so this is not rounding: contact rows, efc_pos, efc_margin and efc_D agree but
-  the pyramid rows' reference acceleration ``efc_aref`` differs (e.g. 9.04 in C vs 7.32 in MJX). Contact-free Ant states are compared
+  the pyramid rows' reference acceleration ``efc_aref`` differs (e.g. 9.04 in C vs 7.32 in MJX).
+  Contact-free Ant states are compared
   tightly; states with margin-band contacts only get a loose bound on positions.
 * Humanoid: humanoid.xml asks for PGS, which MJX lacks (Newton here): one-step tolerance 2e-2 (measured
   up to 4e-3 on entries of order 1); its one-step test is marked slow (compile ~4 min on 2 busy cores).
