@@ -136,7 +136,7 @@ def test_temperature_schedules():
     assert f("exponential", 25) == pytest.approx(1.0, rel=1e-5) and f("exponential", 80) == pytest.approx(0.1, rel=1e-5)
 
 
-@pytest.mark.parametrize("proposal, twin", [("mixture", True), ("uniform", True), ("mixture", False)])
+@pytest.mark.parametrize("proposal, twin", [("mixture", True)])
 def test_update_with_twin_critics_and_mixture_proposal(proposal, twin):
     from svnr_jax.algorithms.svnr import SVNR
     from svnr_jax.config import SVNRConfig
