@@ -15,7 +15,7 @@ for c in "PYENV_VERSION=3.12.1 python3.12" python3.12 "PYENV_VERSION=3.13.0 pyth
 done; echo "no Python >= 3.11 found" >&2; exit 1
 endef
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test test-all lint bench venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,9 @@ demo: $(STAMP)
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m experiments.stress_tests --small --out outputs/demo
 
 test: $(STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n $(JOBS) -q -m "not slow" tests
+
+test-all: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m pytest -n $(JOBS) -q tests
 
 lint: $(STAMP)

@@ -63,7 +63,15 @@ def test_our_envs_are_registered():
     assert list_envs() == sorted(list_envs())
 
 
-@pytest.mark.parametrize("name", list_envs())
+def _registry_params():
+    """Every registered env. The MJX MaMuJoCo tasks (names with '-') take 1-3 min each to compile on 2
+    cores and have their own reference tests (tests/test_mamujoco.py); here one of them runs by default
+    and the others are marked slow (``make test-all`` runs them)."""
+    return [n if "-" not in n or n == "HalfCheetah-2x3" else pytest.param(n, marks=pytest.mark.slow)
+            for n in list_envs()]
+
+
+@pytest.mark.parametrize("name", _registry_params())
 def test_reset_step_jit_vmap_shapes(name):
     env, run = _reset_step_batch2(name)
     spec = env.spec
