@@ -331,14 +331,27 @@ def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def to_saveable(tree):
-    """Typed PRNG keys → their raw ``uint32`` data (orbax stores plain arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+def to_saveable(tree) -> dict:
+    """A pytree → the flat dict orbax stores: typed PRNG keys become their raw ``uint32`` data, and
+    zero-size leaves (e.g. MJX ``Data.act`` of a model without activations, which orbax refuses to
+    save) are left out; :func:`from_saveable` rebuilds them from the template."""
+    leaves = jax.tree.leaves(tree)
+    return {f"{i:05d}": (jax.random.key_data(x) if _is_key(x) else x)
+            for i, x in enumerate(leaves) if getattr(x, "size", 1) > 0}
 
 
-def from_saveable(tree, template):
-    """Inverse of :func:`to_saveable`, using ``template`` to know which leaves were keys."""
-    return jax.tree.map(lambda x, t: jax.random.wrap_key_data(x) if _is_key(t) else x, tree, template)
+def from_saveable(saved: dict, template):
+    """Inverse of :func:`to_saveable`, using ``template`` for the structure, the key leaves and the
+    zero-size leaves."""
+    leaves, treedef = jax.tree.flatten(template)
+    out = []
+    for i, t in enumerate(leaves):
+        x = saved.get(f"{i:05d}")
+        if x is None:  # a zero-size leaf
+            out.append(jnp.zeros(t.shape, t.dtype))
+        else:
+            out.append(jax.random.wrap_key_data(x) if _is_key(t) else x)
+    return jax.tree.unflatten(treedef, out)
 
 
 def _checkpoint_manager(run_dir: str):

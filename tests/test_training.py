@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -148,3 +149,15 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     assert "exited cleanly" in err and "Traceback" not in err
     saved = sorted(int(d) for d in os.listdir(os.path.join(run_dir, "checkpoints")) if d.isdigit())
     assert saved and saved[-1] < 100
+
+
+def test_checkpoint_round_trip_with_zero_size_and_key_leaves(tmp_path):
+    """MJX states carry zero-size arrays (``Data.act`` without activations) that orbax refuses to save."""
+    tree = {"act": jnp.zeros((2, 0), jnp.float32), "w": jnp.arange(6.0).reshape(2, 3),
+            "key": jax.random.split(jax.random.key(3), 2)}
+    manager = training._checkpoint_manager(str(tmp_path))
+    training.save_checkpoint(manager, 1, tree)
+    restored, step = training.restore_checkpoint(manager, tree)
+    assert step == 1 and restored["act"].shape == (2, 0)
+    np.testing.assert_array_equal(restored["w"], tree["w"])
+    np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(tree["key"]))
