@@ -1,9 +1,10 @@
-"""The ``svnr`` command line: ``svnr train`` and ``svnr eval``.
+"""The ``svnr`` command line: ``svnr train``, ``svnr eval`` and ``svnr render``.
 
     svnr train --env max_of_three --seeds 10                 # preset of the env, 10 vmapped seeds
     svnr train --env two_modalities --topology independent --iterations 2000 --run-dir runs/pro-indep
     svnr train --run-dir runs/pro-indep --resume             # continue a run (config read from the folder)
     svnr eval runs/pro-indep                                 # returns per execution mode
+    svnr render runs/cheetah --steps 200                     # GIF of one episode (MaMuJoCo runs only)
 
 Options are generated from the fields of :class:`svnr_jax.config.TrainConfig` and
 :class:`svnr_jax.config.SVNRConfig` (their docstrings are the help texts). Values you do not give come
@@ -137,6 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=None, help="episodes per mode and seed (default: the run's)")
     ev.add_argument("--modes", nargs="+", default=list(EXEC_MODES), choices=EXEC_MODES, help="execution modes")
     ev.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    rd = sub.add_parser("render", help="GIF of one episode of a MaMuJoCo run's latest checkpoint",
+                        description="Roll out the policy of a run's latest checkpoint for one episode in an "
+                                    "execution mode and write the frames as a GIF (needs an OpenGL backend; "
+                                    "MUJOCO_GL defaults to egl).")
+    rd.add_argument("run_dir", help="a folder written by `svnr train` on a MaMuJoCo env")
+    rd.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (default 0)")
+    rd.add_argument("--steps", type=int, default=200, help="env steps to roll out = frames (default 200)")
+    rd.add_argument("--mode", default="deterministic", choices=("shared_seed", "deterministic"),
+                    help="execution mode (default deterministic)")
+    rd.add_argument("--out", default=None, help="output GIF path (default RUN_DIR/render.gif)")
+    rd.add_argument("--seed", type=int, default=0, help="rollout seed (reset noise, shared-seed noise)")
+    rd.add_argument("--height", type=int, default=240, help="frame height in pixels")
+    rd.add_argument("--width", type=int, default=320, help="frame width in pixels")
+    rd.add_argument("--fps", type=float, default=30.0, help="GIF frames per second")
     return parser
 
 
@@ -146,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         return _train(parser, args)
+    if args.command == "render":
+        return _render(parser, args)
     return _eval(parser, args)
 
 
@@ -184,6 +201,66 @@ def _eval(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"  {mode:<14} {r['mean']:9.3f} ± {r['std']:.3f}")
     with open(os.path.join(args.run_dir, "eval.json"), "w") as f:
         json.dump(res, f, indent=1)
+    return 0
+
+
+def _render(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # must precede the first import of mujoco
+    if not os.path.exists(os.path.join(args.run_dir, "config.json")):
+        parser.error(f"{args.run_dir!r} is not a run folder (no config.json)")
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    from svnr_jax.config import load_json
+    from svnr_jax.envs import make
+    from svnr_jax.envs.mamujoco.env import MaMuJoCo
+
+    config = load_json(os.path.join(args.run_dir, "config.json"))
+    if not isinstance(make(config.env, **config.env_kwargs).unwrapped, MaMuJoCo):
+        parser.error(f"run {args.run_dir!r} is on env {config.env!r}, which is not a MaMuJoCo env; "
+                     "render needs a MaMuJoCo task (e.g. HalfCheetah-2x3)")
+    if not 0 <= args.seed_index < config.num_seeds:
+        parser.error(f"--seed-index must be in [0, {config.num_seeds}) for this run, got {args.seed_index}")
+
+    import jax
+    import numpy as np
+
+    from svnr_jax.envs.mamujoco.render import render_trajectory, save_video
+    from svnr_jax.training import load_run
+
+    config, trainer, state, step = load_run(args.run_dir)
+    setup = trainer.setup
+    env, agent = setup.eval_env, setup.agent
+    ts = jax.tree.map(lambda x: x[args.seed_index], state)
+    mode, steps = args.mode, args.steps
+
+    @jax.jit
+    def episode(learner, iteration, key):
+        # keys as in training.rollout (episode 0 of key)
+        shared = jax.random.fold_in(key, 0)
+        alpha = agent.alpha(iteration)
+
+        def one(st, _):
+            data = st.env_state.data
+            act = agent.act(learner, st.obs, st.global_state, shared, st.time, alpha, mode)
+            nxt = env.step(st, act, jax.random.fold_in(shared, st.time + 2**20))
+            return nxt, (data.qpos, data.qvel, nxt.done)
+
+        _, traj = jax.lax.scan(one, env.reset(jax.random.fold_in(shared, 2**30)), None, length=steps)
+        return traj
+
+    qpos, qvel, done = jax.device_get(episode(ts.learner, ts.iteration, jax.random.key(args.seed)))
+    ended = np.flatnonzero(done)
+    n = int(ended[0]) + 1 if ended.size else steps  # frame t = state before step t; stop at episode end
+    model = env.unwrapped.mj_model
+    import mujoco
+
+    camera = "track" if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0 else -1
+    frames = render_trajectory(model, qpos[:n], qvel[:n], height=args.height, width=args.width, camera=camera)
+    out = args.out or os.path.join(args.run_dir, "render.gif")
+    save_video(frames, out, fps=args.fps)
+    print(f"{config.env} @ iteration {step * config.chunk_iterations}, seed {args.seed_index}, {mode}: "
+          f"{len(frames)} frames", file=sys.stderr)
+    print(out)
     return 0
 
 
