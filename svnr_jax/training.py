@@ -136,19 +136,26 @@ def collect(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False)
     return ts, {"train_return": jnp.where(count > 0, ret, jnp.nan), "train_episodes": count}
 
 
-def update(setup: Setup, ts: TrainState, key: PRNGKey) -> tuple[TrainState, dict]:
-    """U gradient updates on batches sampled from the buffer (a ``lax.scan``); metrics averaged over U."""
-    cfg, agent = setup.config, setup.agent
-    alpha = agent.alpha(ts.iteration)
+def _scan_updates(setup: Setup, ts: TrainState, key: PRNGKey, update_fn, alpha, length: int):
+    """``length`` calls of ``update_fn(learner, batch, key, alpha)`` on fresh buffer batches (a ``lax.scan``
+    carrying the key); returns the new learner state and the stacked metrics."""
 
     def one(carry, _):
         learner, k = carry
         k, k_sample, k_update = jax.random.split(k, 3)
-        batch = replay.sample(ts.buffer, k_sample, cfg.batch_size)
-        learner, metrics = agent.update(learner, batch, k_update, alpha)
+        batch = replay.sample(ts.buffer, k_sample, setup.config.batch_size)
+        learner, metrics = update_fn(learner, batch, k_update, alpha)
         return (learner, k), metrics
 
-    (learner, _), metrics = jax.lax.scan(one, (ts.learner, key), None, length=cfg.updates_per_iteration)
+    (learner, _), metrics = jax.lax.scan(one, (ts.learner, key), None, length=length)
+    return learner, metrics
+
+
+def update(setup: Setup, ts: TrainState, key: PRNGKey) -> tuple[TrainState, dict]:
+    """U gradient updates on batches sampled from the buffer (a ``lax.scan``); metrics averaged over U."""
+    cfg, agent = setup.config, setup.agent
+    learner, metrics = _scan_updates(setup, ts, key, agent.update, agent.alpha(ts.iteration),
+                                     cfg.updates_per_iteration)
     return ts.replace(learner=learner), jax.tree.map(jnp.mean, metrics)
 
 
@@ -229,16 +236,7 @@ def init(setup: Setup, key: PRNGKey) -> TrainState:
     if cfg.critic_warmup_updates:
         # [ours] Fit the critic to the uniform warm-up data before the policy moves: an early, blurred critic
         # favours the "safe" average joint action (relative over-generalisation).
-        alpha = agent.alpha(0)
-
-        def fit(carry, _):
-            learner, k = carry
-            k, k_sample, k_update = jax.random.split(k, 3)
-            batch = replay.sample(ts.buffer, k_sample, cfg.batch_size)
-            learner, _ = agent.update_critic(learner, batch, k_update, alpha)
-            return (learner, k), None
-
-        (learner, _), _ = jax.lax.scan(fit, (ts.learner, k_fit), None, length=cfg.critic_warmup_updates)
+        learner, _ = _scan_updates(setup, ts, k_fit, agent.update_critic, agent.alpha(0), cfg.critic_warmup_updates)
         ts = ts.replace(learner=learner)
     return ts.replace(key=k_run)
 

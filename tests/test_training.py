@@ -161,3 +161,15 @@ def test_checkpoint_round_trip_with_zero_size_and_key_leaves(tmp_path):
     assert step == 1 and restored["act"].shape == (2, 0)
     np.testing.assert_array_equal(restored["w"], tree["w"])
     np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(tree["key"]))
+
+
+def test_critic_warmup_moves_only_the_critic():
+    """``critic_warmup_updates`` fits the critic on the warm-up data before training; the policy is untouched."""
+    key = jax.random.key(11)
+    plain = jax.jit(lambda k: training.init(training.build(tiny()), k))(jax.random.clone(key))
+    warmed = jax.jit(lambda k: training.init(training.build(tiny(critic_warmup_updates=5)), k))(key)
+    jax.tree.map(np.testing.assert_array_equal, plain.learner.policy_params, warmed.learner.policy_params)
+    diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                                         plain.learner.critic_params, warmed.learner.critic_params))
+    assert max(diffs) > 0.0
+    assert int(warmed.learner.updates) == int(plain.learner.updates) + 5
