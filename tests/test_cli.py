@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import tiny_train_args
 
 from svnr_jax import cli
 from svnr_jax.config import SVNRConfig, TrainConfig, field_docs, make_config, preset
@@ -61,10 +62,7 @@ def test_config_validation_messages():
 
 def test_train_then_eval(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    args = ["train", "--env", "max_of_two", "--run-dir", run_dir, "--num-envs", "4", "--iterations", "20",
-            "--chunk-iterations", "20", "--eval-every", "20", "--batch-size", "8", "--buffer-size", "128",
-            "--warmup-iterations", "1", "--eval-episodes", "4", "--num-particles", "4", "--policy-hidden", "8",
-            "--critic-hidden", "8", "--no-progress"]
+    args = tiny_train_args("max_of_two", run_dir, envs=4, iterations=20, batch=8, buffer=128, episodes=4, hidden=8)
     assert cli.main(args) == 0
     assert cli.main(["eval", run_dir, "--episodes", "4"]) == 0
     out = capsys.readouterr().out

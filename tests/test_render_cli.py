@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_train_args
 
 from svnr_jax import cli
 
@@ -19,10 +20,7 @@ GL_ERRORS = ("OpenGL", "EGL", "glGetError", "gl_context", "MUJOCO_GL", "OSMesa")
 
 def test_render_rejects_non_mamujoco_run(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
-    args = ["train", "--env", "max_of_two", "--run-dir", run_dir, "--num-envs", "2", "--iterations", "2",
-            "--chunk-iterations", "2", "--eval-every", "2", "--batch-size", "4", "--buffer-size", "16",
-            "--warmup-iterations", "1", "--eval-episodes", "1", "--num-particles", "4", "--policy-hidden", "4",
-            "--critic-hidden", "4", "--no-progress"]
+    args = tiny_train_args("max_of_two", run_dir, envs=2, iterations=2, batch=4, buffer=16, episodes=1, hidden=4)
     assert cli.main(args) == 0
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
