@@ -29,7 +29,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=MAIN_TASKS)
     p.add_argument("--batch-sizes", nargs="+", type=int, default=GRID)
-    p.add_argument("--steps", type=int, default=50, help="env steps per timed rollout")
+    p.add_argument("--steps", type=int, default=50, help="env steps per timed rollout (at most; see --max-work)")
+    p.add_argument("--max-work", type=int, default=8192,
+                   help="cap on batch x steps per timed rollout: large batches run fewer steps (at least 2)")
     p.add_argument("--repeats", type=int, default=2, help="timed rollouts (best is kept)")
     p.add_argument("--host-devices", type=int, default=1, help="XLA CPU host devices to shard the batch over")
     p.add_argument("--solver-iterations", type=int, default=None)
@@ -100,49 +102,51 @@ def main(argv=None):
         env = MaMuJoCo(task, **speed)
         n_agents, fs = env.spec.num_agents, env.task.frame_skip
         low, high = env.spec.action_low, env.spec.action_high
+        reset_batch = jax.jit(jax.vmap(env.reset))
         for batch in args.batch_sizes:
-            row = {"task": task, "batch": batch, "steps": args.steps, "agents": n_agents}
-            keys = jax.random.split(jax.random.key(0), batch)
+            steps = max(2, min(args.steps, args.max_work // batch))
+            row = {"task": task, "batch": batch, "steps": steps, "agents": n_agents}
+            reset_keys, keys = jax.random.split(jax.random.key(0), batch), jax.random.split(jax.random.key(1), batch)
+            # reset outside the timed rollouts: they time env steps only. Every timed call replays the same
+            # rollout, so its keys travel as raw key data (re-wrapped inside).
+            state0 = shard(jax.block_until_ready(reset_batch(reset_keys)), batch)
+            keys = shard(jax.random.key_data(keys), batch)
 
-            def env_rollout(key):
-                state = env.reset(key)
-                act_key = jax.random.fold_in(key, 1)
-
+            def env_rollout(state, key):
                 def body(s, k):
-                    a = jax.random.uniform(k, (n_agents, env.spec.action_dim), minval=low, maxval=high)
-                    return env.step(s, a, k), ()
+                    k_act, k_step = jax.random.split(k)
+                    a = jax.random.uniform(k_act, (n_agents, env.spec.action_dim), minval=low, maxval=high)
+                    return env.step(s, a, k_step), ()
 
-                s, _ = jax.lax.scan(body, state, jax.random.split(act_key, args.steps))
+                s, _ = jax.lax.scan(body, state, jax.random.split(jax.random.wrap_key_data(key), steps))
                 return s.reward
 
-            ours, c = compile_fn(batched(env_rollout, batch), shard(keys, batch))
+            ours, c = compile_fn(batched(env_rollout, batch), state0, keys)
             row["ours_compile_s"] = c
             fns = [ours]
 
             if not args.skip_raw:
                 mx = env.mjx_model
 
-                def raw_rollout(key):
-                    data = env.reset(key).env_state.data
-                    act_key = jax.random.fold_in(key, 1)
-
+                def raw_rollout(state, key):
                     def body(d, k):
                         d = d.replace(ctrl=jax.random.uniform(k, (env.mj_model.nu,), minval=low, maxval=high))
                         d = jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d)
                         return d, ()
 
-                    d, _ = jax.lax.scan(body, data, jax.random.split(act_key, args.steps))
+                    keys = jax.random.split(jax.random.wrap_key_data(key), steps)
+                    d, _ = jax.lax.scan(body, state.env_state.data, keys)
                     return d.qpos
 
-                raw, c = compile_fn(batched(raw_rollout, batch), shard(keys, batch))
+                raw, c = compile_fn(batched(raw_rollout, batch), state0, keys)
                 row["raw_compile_s"] = c
                 fns.append(raw)
 
-            times = best_times(fns, shard(keys, batch))
-            row["ours_env_steps_per_s"] = batch * args.steps / times[0]
+            times = best_times(fns, state0, keys)
+            row["ours_env_steps_per_s"] = batch * steps / times[0]
             row["ours_agent_steps_per_s"] = row["ours_env_steps_per_s"] * n_agents
             if not args.skip_raw:
-                row["raw_env_steps_per_s"] = batch * args.steps / times[1]
+                row["raw_env_steps_per_s"] = batch * steps / times[1]
                 row["ours_over_raw"] = row["ours_env_steps_per_s"] / row["raw_env_steps_per_s"]
 
             if not args.skip_reference:
@@ -150,18 +154,18 @@ def main(argv=None):
                 d = mujoco.MjData(m)
                 nthread = os.cpu_count() or 1
                 rng = np.random.default_rng(0)
-                state0 = np.zeros((batch, mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)))
-                mujoco.mj_getState(m, d, state0[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
-                state0[:] = state0[0]
-                ctrl = rng.uniform(low, high, (batch, args.steps * fs, m.nu))
+                c_state0 = np.zeros((batch, mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)))
+                mujoco.mj_getState(m, d, c_state0[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+                c_state0[:] = c_state0[0]
+                ctrl = rng.uniform(low, high, (batch, steps * fs, m.nu))
                 datas = [mujoco.MjData(m) for _ in range(nthread)]
                 from mujoco import rollout
 
                 t0 = time.perf_counter()
-                rollout.rollout(m, datas, state0, ctrl)
+                rollout.rollout(m, datas, c_state0, ctrl)
                 r = time.perf_counter() - t0
                 row["c_rollout_threads"] = nthread
-                row["c_rollout_env_steps_per_s"] = batch * args.steps / r
+                row["c_rollout_env_steps_per_s"] = batch * steps / r
             rows.append(row)
             print(json.dumps(row), flush=True)
 
