@@ -268,17 +268,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 # MaMuJoCo (SPEC §6, §8) [ours]: full-scale GPU presets near FACMAC's budget (2M env steps, buffer 1e6,
 # γ 0.99) with SAC/SQL-style continuous-control values. 16 envs × 125k iterations = 2M env steps; 16 updates
 # per iteration = one gradient update per env step; 10k uniform warm-up steps; 256-256 networks, twin critic,
-# Adam 3e-4. Temperature convention (SQL's): rewards are scaled by reward_scale = 10 and α is in units of the
-# *scaled* reward, annealed exponentially 1.0 → 0.1 over the first half of the run (≡ α 0.1 → 0.01 on the raw
-# reward), then held. Evaluation every 5000 iterations (80k env steps) with 4 full 1000-step episodes per mode.
+# Adam 3e-4. Temperature convention (SQL's): α is in units of the *scaled* reward, rewards scaled per robot as
+# in SQL's MuJoCo experiments (softqlearning examples/mujoco_all_sql.py: HalfCheetah, Hopper, Swimmer 30,
+# Walker2d 10, Ant 300, Humanoid 100). α starts at SQL's 1 and is annealed as in __ALPHA__.
+# Evaluation every 5000 iterations (80k env steps) with 4 full 1000-step episodes per mode.
 _MAMUJOCO = dict(num_envs=16, iterations=125_000, updates_per_iteration=16, batch_size=256, buffer_size=1_000_000,
                  warmup_iterations=625, eval_every=5_000, eval_episodes=4, chunk_iterations=5_000, svnr=dict(
                      policy_hidden=(256, 256), critic_hidden=(256, 256), num_particles=32, twin_critic=True,
-                     gamma=0.99, tau=0.005, policy_lr=3e-4, critic_lr=3e-4, reward_scale=10.0,
+                     gamma=0.99, tau=0.005, policy_lr=3e-4, critic_lr=3e-4, reward_scale=30.0,
                      alpha_schedule="exponential", alpha_init=1.0, alpha_min=0.1, alpha_anneal_fraction=0.5))
 MAMUJOCO_TASKS = ("HalfCheetah-2x3", "CoupledHalfCheetah-1p1", "Ant-2x4", "Walker2d-2x3", "HalfCheetah-6x1",
                   "Hopper-3x1", "Ant-4x2", "Swimmer-2x1", "Humanoid-9|8")
-PRESETS.update({task: dict(_MAMUJOCO, svnr=dict(_MAMUJOCO["svnr"])) for task in dict.fromkeys(MAMUJOCO_TASKS)})
+#: SQL's reward scale per robot (the task name's prefix).
+MAMUJOCO_REWARD_SCALE = {"HalfCheetah": 30.0, "CoupledHalfCheetah": 30.0, "Hopper": 30.0, "Swimmer": 30.0,
+                         "Walker2d": 10.0, "Ant": 300.0, "Humanoid": 100.0}
+PRESETS.update({task: dict(_MAMUJOCO, svnr=dict(_MAMUJOCO["svnr"],
+                                                reward_scale=MAMUJOCO_REWARD_SCALE[task.split("-")[0]]))
+                for task in MAMUJOCO_TASKS})
 
 
 def preset(env: str, **overrides: Any) -> TrainConfig:
