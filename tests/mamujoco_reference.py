@@ -71,13 +71,19 @@ def _make_reference(scenario: str, agent_conf: str, agent_obsk: int) -> MultiAge
 
 
 class Reference:
-    """The reference env with ``set(qpos, qvel)`` and array-in/array-out ``step``."""
+    """The reference env with ``set(qpos, qvel)`` and array-in/array-out ``step``.
 
-    def __init__(self, scenario: str, agent_conf: str, agent_obsk: int = 1):
+    ``solver`` (test-only): overrides the C model's constraint solver (``model.opt.solver``), e.g. Newton for
+    Humanoid, whose XML asks for PGS, which MJX lacks — so a comparison measures the implementation rather
+    than the solver choice."""
+
+    def __init__(self, scenario: str, agent_conf: str, agent_obsk: int = 1, solver: mujoco.mjtSolver | None = None):
         self.env = make_reference(scenario, agent_conf, agent_obsk)
         self.env.reset(seed=0)
         self.agents = list(self.env.possible_agents)
         self.u = self.env.single_agent_env.unwrapped
+        if solver is not None:
+            self.u.model.opt.solver = solver
 
     def set(self, qpos, qvel):
         self.env.reset(seed=0)
