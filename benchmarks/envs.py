@@ -40,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--skip-reference", action="store_true", help="skip Gymnasium-Robotics and mujoco.rollout")
     p.add_argument("--skip-raw", action="store_true", help="skip the raw mjx.step baseline")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "envs.json"))
+    p.add_argument("--notes", default="", help="free text stored with the results (machine load, GPU availability)")
     p.add_argument("--append", action="store_true", help="append rows to an existing JSON instead of replacing")
     return p.parse_args(argv)
 
@@ -51,6 +52,7 @@ def main(argv=None):
             os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.host_devices}"
         )
     import jax
+    import jax.numpy as jnp
     import mujoco
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -130,7 +132,11 @@ def main(argv=None):
 
                 def raw_rollout(state, key):
                     def body(d, k):
-                        d = d.replace(ctrl=jax.random.uniform(k, (env.mj_model.nu,), minval=low, maxval=high))
+                        # the same actions as env_rollout (same keys, same agent -> actuator map): both simulate
+                        # the same trajectory, so MJX's data-dependent solver iterations cost both alike
+                        k_act, _ = jax.random.split(k)
+                        a = jax.random.uniform(k_act, (n_agents, env.spec.action_dim), minval=low, maxval=high)
+                        d = d.replace(ctrl=jnp.reshape(a, (-1,))[env.action_gather].astype(d.ctrl.dtype))
                         d = jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d)
                         return d, ()
 
@@ -193,7 +199,7 @@ def main(argv=None):
         "cpu_count": os.cpu_count(),
         "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
         "speed_options": speed,
-        "notes": "No GPU was available in this session: CPU only. Machine shared with other jobs (2 cores).",
+        "notes": args.notes,
         "rows": rows,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
