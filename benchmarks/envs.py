@@ -45,6 +45,38 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def random_actions(env, key):
+    """Uniform random actions ``[N, A]`` in the env's action box (the rollouts' policy)."""
+    import jax
+
+    return jax.random.uniform(key, (env.spec.num_agents, env.spec.action_dim), minval=env.spec.action_low,
+                              maxval=env.spec.action_high)
+
+
+def start_states(env, batch: int):
+    """``batch`` reset states (reset is not timed) and the rollout keys as raw key data: every timed call
+    replays the same rollout, so the keys are re-wrapped inside rather than consumed."""
+    import jax
+
+    state0 = jax.block_until_ready(jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), batch)))
+    return state0, jax.random.key_data(jax.random.split(jax.random.key(1), batch))
+
+
+def env_rollout_fn(env, steps: int):
+    """``rollout(state, key_data) -> reward``: ``steps`` env steps of random actions in a ``lax.scan`` (one env)."""
+    import jax
+
+    def rollout(state, key_data):
+        def body(s, k):
+            k_act, k_step = jax.random.split(k)
+            return env.step(s, random_actions(env, k_act), k_step), ()
+
+        s, _ = jax.lax.scan(body, state, jax.random.split(jax.random.wrap_key_data(key_data), steps))
+        return s.reward
+
+    return rollout
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.host_devices > 1:  # must precede the first jax import
@@ -104,24 +136,12 @@ def main(argv=None):
         env = MaMuJoCo(task, **speed)
         n_agents, fs = env.spec.num_agents, env.task.frame_skip
         low, high = env.spec.action_low, env.spec.action_high
-        reset_batch = jax.jit(jax.vmap(env.reset))
         for batch in args.batch_sizes:
             steps = max(2, min(args.steps, args.max_work // batch))
             row = {"task": task, "batch": batch, "steps": steps, "agents": n_agents}
-            reset_keys, keys = jax.random.split(jax.random.key(0), batch), jax.random.split(jax.random.key(1), batch)
-            # reset outside the timed rollouts: they time env steps only. Every timed call replays the same
-            # rollout, so its keys travel as raw key data (re-wrapped inside).
-            state0 = shard(jax.block_until_ready(reset_batch(reset_keys)), batch)
-            keys = shard(jax.random.key_data(keys), batch)
-
-            def env_rollout(state, key):
-                def body(s, k):
-                    k_act, k_step = jax.random.split(k)
-                    a = jax.random.uniform(k_act, (n_agents, env.spec.action_dim), minval=low, maxval=high)
-                    return env.step(s, a, k_step), ()
-
-                s, _ = jax.lax.scan(body, state, jax.random.split(jax.random.wrap_key_data(key), steps))
-                return s.reward
+            state0, keys = start_states(env, batch)
+            state0, keys = shard(state0, batch), shard(keys, batch)
+            env_rollout = env_rollout_fn(env, steps)
 
             ours, c = compile_fn(batched(env_rollout, batch), state0, keys)
             row["ours_compile_s"] = c
@@ -134,8 +154,7 @@ def main(argv=None):
                     def body(d, k):
                         # the same actions as env_rollout (same keys, same agent -> actuator map): both simulate
                         # the same trajectory, so MJX's data-dependent solver iterations cost both alike
-                        k_act, _ = jax.random.split(k)
-                        a = jax.random.uniform(k_act, (n_agents, env.spec.action_dim), minval=low, maxval=high)
+                        a = random_actions(env, jax.random.split(k)[0])
                         d = d.replace(ctrl=jnp.reshape(a, (-1,))[env.action_gather].astype(d.ctrl.dtype))
                         d = jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d)
                         return d, ()

@@ -124,22 +124,12 @@ def throughput(task: str, options: dict, batch: int, steps: int, repeats: int) -
     """Env steps/s of the jitted, vmapped env step (uniform random actions) in a scan; compile apart."""
     import jax
 
+    from benchmarks.envs import env_rollout_fn, start_states
     from svnr_jax.envs.mamujoco import MaMuJoCo
 
     env = MaMuJoCo(task, **options)
-    n, a = env.spec.num_agents, env.spec.action_dim
-    low, high = env.spec.action_low, env.spec.action_high
-    state0 = jax.block_until_ready(jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), batch)))
-    # raw key data: every timed call replays the same rollout
-    key_data = jax.random.key_data(jax.random.split(jax.random.key(1), batch))
-
-    def rollout(state, kd):
-        def body(s, k):
-            k_act, k_step = jax.random.split(k)
-            return env.step(s, jax.random.uniform(k_act, (n, a), minval=low, maxval=high), k_step), ()
-
-        s, _ = jax.lax.scan(body, state, jax.random.split(jax.random.wrap_key_data(kd), steps))
-        return s.reward
+    state0, key_data = start_states(env, batch)
+    rollout = env_rollout_fn(env, steps)
 
     t0 = time.perf_counter()
     fn = jax.jit(jax.vmap(rollout)).lower(state0, key_data).compile()
