@@ -75,15 +75,24 @@ class Reference:
 
     ``solver`` (test-only): overrides the C model's constraint solver (``model.opt.solver``), e.g. Newton for
     Humanoid, whose XML asks for PGS, which MJX lacks — so a comparison measures the implementation rather
-    than the solver choice."""
+    than the solver choice.
 
-    def __init__(self, scenario: str, agent_conf: str, agent_obsk: int = 1, solver: mujoco.mjtSolver | None = None):
+    ``tendon_invweight_floor`` (test-only): raises the C model's ``tendon_invweight0`` of limited tendons to at
+    least this value, the change our MJX model gets by default (``svnr_jax.envs.mamujoco.env`` docstring), so
+    that a comparison measures the implementation at the same tendon-limit regularization."""
+
+    def __init__(self, scenario: str, agent_conf: str, agent_obsk: int = 1, solver: mujoco.mjtSolver | None = None,
+                 tendon_invweight_floor: float | None = None):
         self.env = make_reference(scenario, agent_conf, agent_obsk)
         self.env.reset(seed=0)
         self.agents = list(self.env.possible_agents)
         self.u = self.env.single_agent_env.unwrapped
         if solver is not None:
             self.u.model.opt.solver = solver
+        if tendon_invweight_floor is not None:
+            m = self.u.model
+            raise_ = m.tendon_limited.astype(bool) & (m.tendon_invweight0 < tendon_invweight_floor)
+            m.tendon_invweight0[raise_] = tendon_invweight_floor
 
     def set(self, qpos, qvel):
         self.env.reset(seed=0)

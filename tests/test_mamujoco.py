@@ -61,6 +61,13 @@ Tolerances (measured on this machine, jax 0.12.0.1, mujoco 4.0.0, mujoco-mjx 3.1
 * Runtimes of the trajectory tests on this machine (2 busy cores): Ant 15-26 s each once the step is
   compiled (~30 s, shared with the one-step test in one process; Ant-2x4 alone ~47 s), Humanoid 34-38 s
   after a ~60 s compile: all marked slow.
+* CoupledHalfCheetah's tendon limit (length <= 3.5; reached once the cheetahs drift ~2.9 apart, 1 random
+  state in 32): our MJX model raises the limit's ``tendon_invweight0`` from the shipped 0 to 1e-4
+  (``tendon_invweight_floor``, ``svnr_jax.envs.mamujoco.env`` docstring: without it MJX applies no limit
+  force). ``test_tendon_limit_*`` compare at states and 50-step trajectories that reach the limit with a
+  reference given the same floor (one step: max |Δqvel| 1.4e-3 over 256 states, tolerance 2e-2), and show
+  that the shipped reference's own answer at 0 is ill-conditioned (off its converged hard limit at 8 % of
+  such steps) while MJX agrees with it wherever it agrees with itself.
 * CoupledHalfCheetah: the reference crashes on MuJoCo 4 (sparse ``ten_J``); see
   ``tests/mamujoco_reference.py`` for how its own observation code is fed a dense tendon Jacobian.
 """
@@ -84,7 +91,7 @@ from mujoco import mjx  # noqa: E402
 from svnr_jax.envs import make  # noqa: E402
 from svnr_jax.envs.base import State  # noqa: E402
 from svnr_jax.envs.mamujoco import TASKS, MaMuJoCo  # noqa: E402
-from svnr_jax.envs.mamujoco.env import MaMuJoCoState  # noqa: E402
+from svnr_jax.envs.mamujoco.env import TENDON_INVWEIGHT_FLOOR, MaMuJoCoState  # noqa: E402
 from svnr_jax.envs.mamujoco.graph import entry_index  # noqa: E402
 from svnr_jax.envs.mamujoco.tasks import REFERENCE_ARGS  # noqa: E402
 
@@ -114,10 +121,12 @@ def env_of(task: str) -> MaMuJoCo:
 
 
 @functools.cache
-def ref_of(task: str, newton: bool = False) -> Reference:
+def ref_of(task: str, newton: bool = False, tendon_invweight_floor: float | None = None) -> Reference:
     """The reference; ``newton``: its C model switched to the Newton solver (as MJX; Humanoid's XML asks for
-    PGS), a separate instance so that the tests of the reference as shipped are unaffected."""
-    return Reference(*REFERENCE_ARGS[task], solver=mujoco.mjtSolver.mjSOL_NEWTON if newton else None)
+    PGS); ``tendon_invweight_floor``: its limited tendons' ``tendon_invweight0`` raised as in our MJX model.
+    Separate instances, so that the tests of the reference as shipped are unaffected."""
+    return Reference(*REFERENCE_ARGS[task], solver=mujoco.mjtSolver.mjSOL_NEWTON if newton else None,
+                     tendon_invweight_floor=tendon_invweight_floor)
 
 
 @functools.cache
@@ -397,7 +406,7 @@ def _reference_rollout(ref: Reference, start, actions, round_to_float32: bool = 
 
 def _trajectory(task: str, n_steps: int, seed: int, *, reference: Reference | None = None, stop=None,
                 min_horizon: int = 5, median_horizon: float = 10, resync_tol: float | None = None,
-                kind=None) -> dict:
+                kind=None, starts: list | None = None, actions: list | None = None) -> dict:
     """50-step trajectories vs the reference, within a chaos envelope measured on the reference itself.
 
     With random actions the cheetahs' ground contacts make the dynamics sensitive: the C reference whose
@@ -417,6 +426,9 @@ def _trajectory(task: str, n_steps: int, seed: int, *, reference: Reference | No
     (optional): a predicate on the physics state before a step; the comparison of a trajectory also stops
     at the first step for which it holds on the exact reference's state or on ours (Ant: any contact).
 
+    ``starts`` / ``actions`` (optional): ``BATCH`` start states (qpos, qvel) and ``[n_steps][BATCH]`` per-agent
+    actions (default: reference resets and uniform random actions).
+
     ``resync_tol`` (optional): then every step of every reference trajectory (all 50, past any horizon)
     is also compared one step at a time, MJX started from the reference's state before the step
     (``_one_step_batch``, tolerance ``resync_tol``, steps classified by ``kind``, e.g. ``_contact_kind``):
@@ -432,12 +444,14 @@ def _trajectory(task: str, n_steps: int, seed: int, *, reference: Reference | No
     """
     env, ref = env_of(task), reference or ref_of(task)
     rng = np.random.default_rng(200 + seed)
-    starts = []
-    for b in range(BATCH):
-        ref.env.reset(seed=10_000 + 100 * seed + b)
-        starts.append(ref.qpos_qvel())
+    if starts is None:
+        starts = []
+        for b in range(BATCH):
+            ref.env.reset(seed=10_000 + 100 * seed + b)
+            starts.append(ref.qpos_qvel())
     state = states_at(task, np.stack([s[0] for s in starts]), np.stack([s[1] for s in starts]))
-    actions = [[random_actions(env, rng) for _ in range(BATCH)] for _ in range(n_steps)]
+    if actions is None:
+        actions = [[random_actions(env, rng) for _ in range(BATCH)] for _ in range(n_steps)]
     ours = []
     keys = jax.random.split(jax.random.key(1), BATCH)
     for t in range(n_steps):
@@ -600,6 +614,9 @@ def test_registry_names_and_config_validation():
         ("solver", "pgs"),
         ("contact_geoms", ("no_such_geom",)),
         ("reference_obs_quirks", "yes"),
+        ("tendon_invweight_floor", 0.0),
+        ("tendon_invweight_floor", float("nan")),
+        ("tendon_invweight_floor", True),
     ]:
         with pytest.raises(ValueError, match=key):
             make("HalfCheetah-2x3", **{key: bad})
@@ -614,6 +631,173 @@ def test_speed_options_change_the_model():
     colliding = [m.geom(g).name for g in range(m.ngeom) if m.geom_contype[g] or m.geom_conaffinity[g]]
     assert colliding == ["floor", "left_ankle_geom"]
     assert make("Humanoid-9|8").mj_model.opt.solver == mujoco.mjtSolver.mjSOL_NEWTON  # PGS → Newton
+
+
+# ----------------------------------------------------------------------------- CoupledHalfCheetah's tendon limit
+@functools.cache
+def tendon_limit_states(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` (qpos, qvel, ctrl) from which one env step of the reference's C model reaches CoupledHalfCheetah's
+    tendon limit (a tendon-limit row active at some substep). Uniform random control rarely separates the
+    cheetahs by the 3.5 the limit needs (1 state in 32), so each C rollout (up to 400 env steps) adds a
+    constant random bias to Gaussian control noise; each qualifying step is kept with probability 0.3."""
+    m = env_of("CoupledHalfCheetah-1p1").mj_model
+    lo, hi = m.actuator_ctrlrange[:, 0], m.actuator_ctrlrange[:, 1]
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        d = mujoco.MjData(m)
+        d.qpos[:] = m.qpos0 + rng.uniform(-0.1, 0.1, m.nq)
+        d.qvel[:] = 0.1 * rng.standard_normal(m.nv)
+        bias = rng.uniform(lo, hi)
+        for _ in range(400):
+            d.ctrl[:] = np.clip(bias + 0.5 * rng.standard_normal(m.nu), lo, hi)
+            before = (d.qpos.copy(), d.qvel.copy(), d.ctrl.copy())
+            hit = False
+            for _ in range(env_of("CoupledHalfCheetah-1p1").task.frame_skip):
+                mujoco.mj_step(m, d)
+                hit |= bool((d.efc_type[: d.nefc] == mujoco.mjtConstraint.mjCNSTR_LIMIT_TENDON).any())
+            if hit and rng.random() < 0.3:
+                out.append(before)
+                if len(out) == n:
+                    break
+    return tuple(np.stack(x) for x in zip(*out, strict=True))
+
+
+def agent_actions(env: MaMuJoCo, ctrl: np.ndarray) -> list[np.ndarray]:
+    """Per-agent actions that map to ``ctrl`` (the inverse of the env's action gather)."""
+    acts = [np.zeros(n) for n in env.spec.action_sizes]
+    for u, g in enumerate(env.action_gather):
+        acts[g // env.spec.action_dim][g % env.spec.action_dim] = ctrl[u]
+    return acts
+
+
+def _c_step_qvel(model: mujoco.MjModel, q, v, u, frame_skip: int) -> np.ndarray:
+    d = mujoco.MjData(model)
+    d.qpos[:], d.qvel[:], d.ctrl[:] = q, v, u
+    mujoco.mj_step(model, d, frame_skip)
+    return d.qvel.copy()
+
+
+def test_tendon_limit_states_reach_the_limit():
+    """The helper's states do reach the limit, and the C model as shipped has the degenerate
+    ``tendon_invweight0`` = 0 the floor exists for (our MJX model has the floor, the C model is untouched)."""
+    env = env_of("CoupledHalfCheetah-1p1")
+    assert env.mj_model.tendon_limited.all() and (env.mj_model.tendon_invweight0 == 0).all()
+    assert any("tendon_invweight0" in c for c in env.model_changes), env.model_changes
+    np.testing.assert_allclose(np.asarray(env.mjx_model.tendon_invweight0), [TENDON_INVWEIGHT_FLOOR], rtol=1e-6)
+    assert not make("HalfCheetah-2x3").model_changes  # no limited tendon: nothing changed
+    qpos, qvel, ctrl = tendon_limit_states(8)
+    for q, v, u in zip(qpos, qvel, ctrl, strict=True):
+        d = mujoco.MjData(env.mj_model)
+        d.qpos[:], d.qvel[:], d.ctrl[:] = q, v, u
+        lengths = []
+        for _ in range(env.task.frame_skip):
+            mujoco.mj_step(env.mj_model, d)
+            lengths.append(float(d.ten_length[0]))
+        assert max(lengths) > env.mj_model.tendon_range[0, 1], lengths
+
+
+def test_tendon_limit_matches_reference_at_same_regularization():
+    """At 32 states whose next env step reaches the tendon limit: MJX (with the floor) vs the reference with
+    its C model given the same floor, every output of the env step (obs, state, reward, termination).
+    Measured over 256 such states: max |Δqvel| 1.4e-3, error 0.39 of the tolerance 2e-2 at worst, median
+    error 0.027 of the standard one-step tolerance 5e-4 (without the floor MJX applies no limit force:
+    median |Δqvel| 1.2, ``test_tendon_limit_without_floor_applies_no_force``)."""
+    task = "CoupledHalfCheetah-1p1"
+    env, ref = env_of(task), ref_of(task, tendon_invweight_floor=TENDON_INVWEIGHT_FLOOR)
+    qpos, qvel, ctrl = tendon_limit_states(32)
+    ratios = []
+    for b in range(0, 32, BATCH):
+        sl = slice(b, b + BATCH)
+        rows = _one_step_batch(task, ref, qpos[sl], qvel[sl], [agent_actions(env, u) for u in ctrl[sl]], tol=2e-2,
+                               what=f"tendon-limit states {b}..")
+        ratios += [r for _, r, _ in rows]
+    assert np.median(ratios) * 2e-2 / 5e-4 <= 1, ratios  # the median within the standard one-step tolerance
+
+
+def test_tendon_limit_reference_is_ill_conditioned():
+    """Why the floor is faithful: the C reference's own answer. With ``tendon_invweight0`` at 1e-4 (the floor),
+    1e-6 or 1e-8, C converges to one hard-limit solution (measured max |Δqvel| 6e-5 between them); at the
+    shipped value 0 (R = 1e-15, D = 1e15) C's float64 Newton solve is ill-conditioned and leaves that
+    solution at some limit states (21 of 256 by > 0.01, up to 11.6). MJX with the floor agrees with the
+    shipped reference wherever the reference agrees with itself: its error to the shipped C exceeds C's own
+    floor-vs-shipped difference by at most 0.01 (measured 2e-3)."""
+    import copy
+
+    task = "CoupledHalfCheetah-1p1"
+    env = env_of(task)
+    qpos, qvel, ctrl = tendon_limit_states(64, seed=1)
+    fs = env.task.frame_skip
+    models = {}
+    for w in (0.0, TENDON_INVWEIGHT_FLOOR, 1e-6, 1e-8):
+        models[w] = copy.deepcopy(env.mj_model)
+        models[w].tendon_invweight0[:] = w
+    qv = {w: np.stack([_c_step_qvel(mm, *s, fs) for s in zip(qpos, qvel, ctrl, strict=True)]) for w, mm in models.items()}
+    err = lambda a, b: np.abs(a - b).max(-1)  # noqa: E731
+    converged = max(err(qv[TENDON_INVWEIGHT_FLOOR], qv[w]).max() for w in (1e-6, 1e-8))
+    assert converged < 1e-3, converged
+    shipped_off = err(qv[TENDON_INVWEIGHT_FLOOR], qv[0.0])
+    assert shipped_off.max() > 0.01, shipped_off.max()  # the shipped reference's conditioning (the floor's reason)
+
+    keys = jax.random.split(jax.random.key(0), BATCH)
+    ours = []
+    for b in range(0, 64, BATCH):
+        sl = slice(b, b + BATCH)
+        acts = [agent_actions(env, u) for u in ctrl[sl]]
+        nxt = step_fn(task)(states_at(task, qpos[sl], qvel[sl]), pad_actions(env, acts), keys)
+        ours.append(np.asarray(nxt.env_state.data.qvel))
+    ours_err = err(np.concatenate(ours), qv[0.0])
+    assert (ours_err <= shipped_off + 0.01).all(), np.max(ours_err - shipped_off)
+    assert np.median(ours_err) < 1e-3, np.median(ours_err)
+
+
+def test_tendon_limit_trajectory_matches_reference():
+    """50-step CoupledHalfCheetah trajectories that hold the tendon at its limit (8 starts from
+    ``tendon_limit_states``, the same biased control noise), vs the reference with the same floor, by the
+    chaos-envelope rule of ``_trajectory``. Measured: horizons 8-24 steps (median 12.5; the limit's contacts
+    make these trajectories as chaotic as the random ones), worst error 0.52 of the tolerance, the limit
+    active at 1-3 of the steps followed in every trajectory (asserted >= 1)."""
+    task = "CoupledHalfCheetah-1p1"
+    env, ref = env_of(task), ref_of(task, tendon_invweight_floor=TENDON_INVWEIGHT_FLOOR)
+    qpos, qvel, ctrl = tendon_limit_states(BATCH, seed=2)
+    rng = np.random.default_rng(3)
+    lo, hi = env.mj_model.actuator_ctrlrange[:, 0], env.mj_model.actuator_ctrlrange[:, 1]
+    ctrls = [[np.clip(ctrl[b] + 0.5 * rng.standard_normal(len(lo)), lo, hi) for b in range(BATCH)] for _ in range(50)]
+    actions = [[agent_actions(env, u) for u in row] for row in ctrls]
+    out = _trajectory(task, 50, 0, reference=ref, starts=list(zip(qpos, qvel, strict=True)), actions=actions)
+    # the followed steps do hold the tendon at its limit (C, floor model: a limit row active at some substep)
+    model = ref.u.model
+    limit_steps = []
+    for b, horizon in enumerate(out["horizons"]):
+        d = mujoco.MjData(model)
+        d.qpos[:], d.qvel[:] = qpos[b], qvel[b]
+        n = 0
+        for t in range(horizon):
+            d.ctrl[:] = ctrls[t][b]
+            hit = False
+            for _ in range(env.task.frame_skip):
+                mujoco.mj_step(model, d)
+                hit |= bool((d.efc_type[: d.nefc] == mujoco.mjtConstraint.mjCNSTR_LIMIT_TENDON).any())
+            n += hit
+        limit_steps.append(n)
+    assert min(limit_steps) >= 1, limit_steps
+
+
+@pytest.mark.slow  # a second CoupledHalfCheetah compile (~10 s)
+def test_tendon_limit_without_floor_applies_no_force():
+    """``tendon_invweight_floor=None`` (MJX simulates the shipped ``tendon_invweight0`` = 0): MJX 3.17 in float32
+    applies no tendon-limit force (measured median |Δqvel| 1.2 after one env step at limit states, vs 1.5e-5
+    with the floor). If an MJX release resolves it, this fails and the floor can go."""
+    from benchmarks import speed_options as so
+
+    qpos, qvel, ctrl = tendon_limit_states(32)
+    states = list(zip(qpos, qvel, ctrl, strict=True))
+    err = so.dynamics_error("CoupledHalfCheetah-1p1", {"tendon_invweight_floor": None}, states)
+    assert err["median_abs_dqvel"] > 0.1, err
+    # the state benchmarks.speed_options found (1 of its 32 random states reaches the limit; 2.65 without the
+    # floor): 3.4e-3 with it, of which 2.0e-3 is C's own floor-vs-shipped difference there
+    state = so.reference_states("CoupledHalfCheetah-1p1", 32)[2]
+    assert so.dynamics_error("CoupledHalfCheetah-1p1", {}, [state])["max_abs_dqvel"] < 1e-2
 
 
 def test_coupled_cheetah_own_joints_option():

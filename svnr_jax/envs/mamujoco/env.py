@@ -16,6 +16,25 @@ measure them and they are never silent):
 * ``contact_geoms``: names of the geoms that may collide with anything; every other non-world geom gets
   ``contype = conaffinity = 0`` (contact pruning: MJX evaluates every candidate pair every step).
 
+MJX-only model change (the C model ``mj_model`` stays the reference's):
+
+* ``tendon_invweight_floor`` (default :data:`TENDON_INVWEIGHT_FLOOR` = 1e-4; ``None`` = no change): raises the
+  ``tendon_invweight0`` of limited tendons to at least this value in the model MJX simulates. Why:
+  MuJoCo sets a limit row's regularizer R = (1 - imp) / imp · ``tendon_invweight0``, clamped below at
+  ``mjMINVAL`` = 1e-15, and ``tendon_invweight0`` is computed at ``qpos0``. CoupledHalfCheetah's tendon
+  joins two sites 2 apart along y while every joint moves in the x-z plane, so its Jacobian there is 0,
+  ``tendon_invweight0`` = 0 and R = 1e-15 (D = 1e15): a hard limit. MJX in float32 cannot resolve
+  D = 1e15 (the force quantum D · eps · |aref| is ~1e10) and applies no tendon-limit force at all: one env
+  step off by 1.2 in qvel (median over 48 limit-reaching states, max 7.5). MuJoCo C in float64 is
+  ill-conditioned there too: with ``tendon_invweight0`` anywhere in [1e-8, 1e-3] C converges to one
+  hard-limit solution (qvel within 6e-5 of the 1e-4 one for 1e-6 and 1e-8, 6e-4 for 1e-3), while at 0 it
+  leaves it at 8 % of limit-reaching steps by > 0.01 (21 of 256, up to 11.6 in qvel; from 1e-10 down
+  the conditioning already shows: up to 0.1). 1e-4 is inside that range and resolvable in float32: MJX vs
+  C with the same value, 256 limit-reaching states: max |Δqvel| 1.4e-3, median 1.5e-5 (5e-5: 7e-4;
+  3e-5 broke down at one state: 0.25). So with the floor MJX follows the tendon limit the reference
+  converges to, and differs from the shipped reference only where that is off its own converged answer.
+  Measured by ``tests/test_mamujoco.py::test_tendon_limit_*``.
+
 ``reference_obs_quirks`` (default True) reproduces Gymnasium-Robotics' observation indexing exactly,
 including its index bugs: CoupledHalfCheetah (both agents' joint entries read the second cheetah's
 joints) and Humanoid (nodes abdomen_y / abdomen_z read each other's qpos, qvel, qfrc_actuator). False
@@ -25,6 +44,8 @@ slide velocities, Hopper's clipped velocities) are the reference's definition an
 
 from __future__ import annotations
 
+import copy
+import math
 import warnings
 from typing import Any
 
@@ -49,6 +70,8 @@ _INTEGRATORS = {
 _SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
 
 EPISODE_LENGTH = 1000
+#: MJX-only lower bound on limited tendons' ``tendon_invweight0`` (module docstring).
+TENDON_INVWEIGHT_FLOOR = 1e-4
 
 
 @struct.dataclass
@@ -84,6 +107,12 @@ def _validate(name: str, config: dict[str, Any], model: mujoco.MjModel) -> None:
         raise ValueError(f"integrator must be None or one of {sorted(_INTEGRATORS)}, got {config['integrator']!r}")
     if config["solver"] is not None and config["solver"] not in _SOLVERS:
         raise ValueError(f"solver must be None or one of {sorted(_SOLVERS)}, got {config['solver']!r}")
+    floor = config["tendon_invweight_floor"]
+    if floor is not None and (
+        not isinstance(floor, float | int | np.floating | np.integer) or isinstance(floor, bool)
+        or not math.isfinite(floor) or floor <= 0
+    ):
+        raise ValueError(f"tendon_invweight_floor must be None or a finite float > 0, got {floor!r}")
     geoms = config["contact_geoms"]
     if geoms is not None:
         if isinstance(geoms, str) or not all(isinstance(g, str) for g in geoms):
@@ -125,6 +154,25 @@ def apply_speed_options(model: mujoco.MjModel, config: dict[str, Any]) -> list[s
     return changes
 
 
+def mjx_only_changes(model: mujoco.MjModel, config: dict[str, Any]) -> tuple[mujoco.MjModel, list[str]]:
+    """The model MJX simulates: ``model`` itself, or a copy with the MJX-only changes (module docstring);
+    returns it and the list of changes made. ``model`` is not modified."""
+    floor = config["tendon_invweight_floor"]
+    if floor is None:
+        return model, []
+    raise_ = np.flatnonzero(model.tendon_limited.astype(bool) & (model.tendon_invweight0 < floor))
+    if not raise_.size:
+        return model, []
+    source = copy.deepcopy(model)
+    changes = []
+    for t in raise_:
+        changes.append(
+            f"MJX only: tendon_invweight0[{model.tendon(int(t)).name!r}] {model.tendon_invweight0[t]:g} -> {floor:g}"
+        )
+        source.tendon_invweight0[t] = floor
+    return source, changes
+
+
 class MaMuJoCo(Env):
     """A Gymnasium-Robotics ``mamujoco_v1`` task on MJX (see :mod:`svnr_jax.envs.mamujoco`).
 
@@ -146,6 +194,7 @@ class MaMuJoCo(Env):
         integrator: str | None = None,
         contact_geoms: tuple[str, ...] | None = None,
         reference_obs_quirks: bool = True,
+        tendon_invweight_floor: float | None = TENDON_INVWEIGHT_FLOOR,
     ):
         if task not in TASKS:
             raise ValueError(f"unknown MaMuJoCo task {task!r}; tasks: {sorted(TASKS)}")
@@ -160,12 +209,15 @@ class MaMuJoCo(Env):
             "integrator": integrator,
             "contact_geoms": None if contact_geoms is None else tuple(contact_geoms),
             "reference_obs_quirks": reference_obs_quirks,
+            "tendon_invweight_floor": tendon_invweight_floor,
         }
         model = load_model(self.task)
         _validate(task, self.config, model)
         self.model_changes = apply_speed_options(model, self.config)
         self.mj_model = model
-        self.mjx_model = mjx.put_model(model)
+        mjx_source, mjx_changes = mjx_only_changes(model, self.config)
+        self.model_changes += mjx_changes
+        self.mjx_model = mjx.put_model(mjx_source)
         self.dt = float(model.opt.timestep) * self.task.frame_skip
 
         graph = self.task.graph
