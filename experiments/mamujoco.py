@@ -9,7 +9,8 @@ The presets are the full-scale GPU budget (2M env steps per run). ``--small`` is
 update per env step, 60k env steps by default, 128-128 networks, M = 16, a single critic, 1 evaluation
 episode per mode every 4000 env steps), SQL's HalfCheetah settings (reward scale 30, α = 1 constant, 16
 value samples, batch 128): on 2 CPU cores HalfCheetah-2x3 takes ~16 min per seed and its deterministic return
-rises from -142 / +208 (seeds 0 / 1, at 4k env steps) to 1987 / 2034 at 60k (``experiments/results/mamujoco/``). Also writes ``<out>/<task>_curves.png``.
+rises from -142 / +208 (seeds 0 / 1, at 4k env steps) to 1987 / 2034 at 60k (``experiments/results/mamujoco/``).
+Also writes ``<out>/<task>_curves.png``.
 
     python -m experiments.mamujoco --task HalfCheetah-2x3 --seeds 0 1 2 3 4
     python -m experiments.mamujoco --task HalfCheetah-2x3 --seeds 0 --small

@@ -732,7 +732,8 @@ def test_tendon_limit_reference_is_ill_conditioned():
     for w in (0.0, TENDON_INVWEIGHT_FLOOR, 1e-6, 1e-8):
         models[w] = copy.deepcopy(env.mj_model)
         models[w].tendon_invweight0[:] = w
-    qv = {w: np.stack([_c_step_qvel(mm, *s, fs) for s in zip(qpos, qvel, ctrl, strict=True)]) for w, mm in models.items()}
+    states = list(zip(qpos, qvel, ctrl, strict=True))
+    qv = {w: np.stack([_c_step_qvel(mm, *s, fs) for s in states]) for w, mm in models.items()}
     err = lambda a, b: np.abs(a - b).max(-1)  # noqa: E731
     converged = max(err(qv[TENDON_INVWEIGHT_FLOOR], qv[w]).max() for w in (1e-6, 1e-8))
     assert converged < 1e-3, converged
