@@ -16,7 +16,12 @@ measure them and they are never silent):
 * ``contact_geoms``: names of the geoms that may collide with anything; every other non-world geom gets
   ``contype = conaffinity = 0`` (contact pruning: MJX evaluates every candidate pair every step).
 
-MJX-only model change (the C model ``mj_model`` stays the reference's):
+MJX-side changes (the C model ``mj_model`` stays the reference's):
+
+* ``capsule_frame`` (default ``"reference"``): plane-capsule contacts get MuJoCo C's contact frame (first
+  tangent along the projected capsule axis at any steepness) instead of MJX 3.17's (world y once the capsule
+  is steeper than 60 degrees), which rotates the pyramidal friction cone of steep capsules (the Ant's ankles):
+  :mod:`svnr_jax.envs.mamujoco.mjx_patches`. ``"mjx"`` keeps MJX's own collision function.
 
 * ``tendon_invweight_floor`` (default :data:`TENDON_INVWEIGHT_FLOOR` = 1e-4; ``None`` = no change): raises the
   ``tendon_invweight0`` of limited tendons to at least this value in the model MJX simulates. Why:
@@ -44,6 +49,7 @@ slide velocities, Hopper's clipped velocities) are the reference's definition an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -57,6 +63,7 @@ from flax import struct
 from mujoco import mjx
 
 from svnr_jax.envs.base import Env, EnvSpec, State
+from svnr_jax.envs.mamujoco import mjx_patches
 from svnr_jax.envs.mamujoco.graph import FeatureLayout
 from svnr_jax.envs.mamujoco.tasks import TASKS, TaskDef
 
@@ -68,6 +75,7 @@ _INTEGRATORS = {
     "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
 }
 _SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
+_CAPSULE_FRAMES = ("reference", "mjx")
 
 EPISODE_LENGTH = 1000
 #: MJX-only lower bound on limited tendons' ``tendon_invweight0`` (module docstring).
@@ -113,6 +121,8 @@ def _validate(name: str, config: dict[str, Any], model: mujoco.MjModel) -> None:
         or not math.isfinite(floor) or floor <= 0
     ):
         raise ValueError(f"tendon_invweight_floor must be None or a finite float > 0, got {floor!r}")
+    if config["capsule_frame"] not in _CAPSULE_FRAMES:
+        raise ValueError(f"capsule_frame must be one of {_CAPSULE_FRAMES}, got {config['capsule_frame']!r}")
     geoms = config["contact_geoms"]
     if geoms is not None:
         if isinstance(geoms, str) or not all(isinstance(g, str) for g in geoms):
@@ -195,6 +205,7 @@ class MaMuJoCo(Env):
         contact_geoms: tuple[str, ...] | None = None,
         reference_obs_quirks: bool = True,
         tendon_invweight_floor: float | None = TENDON_INVWEIGHT_FLOOR,
+        capsule_frame: str = "reference",
     ):
         if task not in TASKS:
             raise ValueError(f"unknown MaMuJoCo task {task!r}; tasks: {sorted(TASKS)}")
@@ -210,6 +221,7 @@ class MaMuJoCo(Env):
             "contact_geoms": None if contact_geoms is None else tuple(contact_geoms),
             "reference_obs_quirks": reference_obs_quirks,
             "tendon_invweight_floor": tendon_invweight_floor,
+            "capsule_frame": capsule_frame,
         }
         model = load_model(self.task)
         _validate(task, self.config, model)
@@ -302,11 +314,18 @@ class MaMuJoCo(Env):
         f = self.features(data)
         return f[self.obs_table], f[self.state_index]
 
+    def _collisions(self) -> contextlib.AbstractContextManager:
+        """The collision functions MJX traces with (``capsule_frame``, module docstring)."""
+        if self.config["capsule_frame"] == "reference":
+            return mjx_patches.reference_collisions()
+        return contextlib.nullcontext()
+
     def state_from_physics(self, qpos: Array, qvel: Array) -> State:
         """The env state at ``qpos [nq]``, ``qvel [nv]`` (``mj_forward`` applied, time 0), as after a reset."""
         data = mjx.make_data(self.mjx_model)
         data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
-        data = mjx.forward(self.mjx_model, data)
+        with self._collisions():
+            data = mjx.forward(self.mjx_model, data)
         obs, gstate = self.observe(data)
         return State(
             env_state=MaMuJoCoState(data=data),
@@ -338,7 +357,8 @@ class MaMuJoCo(Env):
         ``cfrc_ext``, as Gymnasium's ``do_simulation`` does)."""
         model = self.mjx_model
         data = data.replace(ctrl=ctrl)
-        data = jax.lax.fori_loop(0, self.task.frame_skip, lambda _, d: mjx.step(model, d), data)
+        with self._collisions():
+            data = jax.lax.fori_loop(0, self.task.frame_skip, lambda _, d: mjx.step(model, d), data)
         if self.task.needs_cfrc_ext or "cfrc_ext" in " ".join(self.layout.sources):
             data = mjx.rne_postconstraint(model, data)
         return data

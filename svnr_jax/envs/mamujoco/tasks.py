@@ -322,8 +322,9 @@ def _ant(partitioning: str) -> TaskDef:
         qpos_noise=("uniform", 0.1),
         qvel_noise=("normal", 0.1),
         needs_cfrc_ext=True,
-        notes=("MJX 3.17 vs MuJoCo 4.0 C: steep capsule-floor contacts (> 60 deg) get another friction-pyramid "
-               "orientation in MJX (accelerations differ); other states agree to float32 (tests/test_mamujoco.py)."),
+        notes=("MJX 3.17's own plane-capsule collider orients steep capsules' (> 60 deg) friction pyramid unlike "
+               "MuJoCo C; the env's default capsule_frame='reference' uses C's frame (mjx_patches). RK4 stages "
+               "of the free joint differ slightly from MuJoCo 4.0 C (tests/test_mamujoco.py)."),
     )
 
 
