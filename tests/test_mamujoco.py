@@ -61,7 +61,8 @@ Tolerances (measured on this machine, jax 0.12.0.1, mujoco 4.0.0, mujoco-mjx 3.1
   cfrc_ext / qfrc_actuator entries (hundreds), while qpos still agrees to <= 0.075 at step 50. Resynced
   steps at tolerance 2e-3: the forward reward 1.25·Δx_com/dt (dt 0.015) amplifies float32 position
   rounding 83x, up to 6e-4 measured (0.3 of the reward tolerance 4e-4). Contact-free steps (124-129 of
-  400) <= 0.3 of the tolerance; contact steps (254-268): median 0.14-0.17 (66% within 5e-4); steep 8-17.
+  400) <= 0.3 of the tolerance; contact steps (254-268): median 0.14-0.17 (66% within 5e-4); steep (8 in
+  trajectory 0): median 0.15 (8-17 before the capsule-frame fix).
 * Runtimes of the trajectory tests on this machine (2 busy cores): Ant 15-26 s each once the step is
   compiled (~30 s, shared with the one-step test in one process; Ant-2x4 alone ~47 s), Humanoid 34-38 s
   after a ~60 s compile: all marked slow.
@@ -271,7 +272,9 @@ def test_observations_match_reference(task):
 def _evaluations(env: MaMuJoCo, qpos, qvel, ctrl):
     """``MjData`` (C) at every dynamics evaluation of one env step from (qpos, qvel, ctrl): the start of
     each substep and, with RK4 (Ant, Humanoid), its three intermediate stages, whose contacts act on the
-    step too but are gone from ``MjData`` after ``mj_step``."""
+    step too but are gone from ``MjData`` after ``mj_step``. (The stages are the textbook RK4's; MuJoCo 4.0
+    rotates free joints slightly differently, ``mjx_patches``: 1e-6 in position, far below what the
+    contact classification resolves.)"""
     m, h = env.mj_model, env.mj_model.opt.timestep
     d = mujoco.MjData(m)
     d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, ctrl
@@ -294,14 +297,17 @@ def _evaluations(env: MaMuJoCo, qpos, qvel, ctrl):
 
 def _contact_kind(env: MaMuJoCo, qpos, qvel, ctrl) -> str:
     """The contacts of one env step from (qpos, qvel, ctrl), over all its dynamics evaluations (C):
-    "free" (none), "steep" (a frictional capsule-plane contact whose capsule axis, projected on the plane,
-    is shorter than 0.5: the capsule steeper than 60 degrees) or "contact" (others).
+    "free" (none), "edge" (a contact at the edge of its margin band: ``_edge_contact``), "steep" (a
+    frictional capsule-plane contact whose capsule axis, projected on the plane, is shorter than 0.5: the
+    capsule steeper than 60 degrees) or "contact" (others).
 
     Steep: where MJX 3.17's own ``plane_capsule`` makes another contact frame than MuJoCo C (world y
     instead of the projected capsule axis as first tangent: a rotated friction pyramid, module docstring);
     our env's default collider makes C's. Frictionless (condim 1) contacts do not depend on the tangents."""
     m = env.mj_model
     capsule, plane = int(mujoco.mjtGeom.mjGEOM_CAPSULE), int(mujoco.mjtGeom.mjGEOM_PLANE)
+    if _edge_contact(env, qpos, qvel, ctrl):
+        return "edge"
     kind = "free"
     for d in _evaluations(env, qpos, qvel, ctrl):
         for c in d.contact[: d.ncon]:
@@ -315,8 +321,23 @@ def _contact_kind(env: MaMuJoCo, qpos, qvel, ctrl) -> str:
     return kind
 
 
-def _any_contact(env: MaMuJoCo, qpos, qvel, ctrl) -> bool:
-    return _contact_kind(env, qpos, qvel, ctrl) != "free"
+def _edge_contact(env: MaMuJoCo, qpos, qvel, ctrl, eps: float = 1e-4) -> bool:
+    """Whether a constraint of one env step from (qpos, qvel, ctrl), at any dynamics evaluation (C), is
+    within ``eps`` of switching on: a contact at the edge of its margin band (``|dist - includemargin| <
+    eps``) or a limited hinge / slide joint that close to a limit (+ its margin). Where such a constraint
+    switches on its force jumps (the ``-B·efc_vel`` term of the reference acceleration), so two simulators
+    whose positions differ by float32 rounding can switch it on in different evaluations."""
+    m = env.mj_model
+    limited = [j for j in range(m.njnt) if m.jnt_limited[j] and m.jnt_type[j] in (mujoco.mjtJoint.mjJNT_HINGE,
+                                                                                 mujoco.mjtJoint.mjJNT_SLIDE)]
+    for d in _evaluations(env, qpos, qvel, ctrl):
+        if any(abs(c.dist - c.includemargin) < eps for c in d.contact[: d.ncon]):
+            return True
+        for j in limited:
+            q, (lo, hi) = d.qpos[m.jnt_qposadr[j]], m.jnt_range[j]
+            if min(abs(q - lo), abs(hi - q)) - m.jnt_margin[j] < eps and min(q - lo, hi - q) > -eps:
+                return True
+    return False
 
 
 #: one step with contacts: measured max |qpos| difference 3e-3 (Ant; 2.4e-2 at steep capsules before the
@@ -325,12 +346,12 @@ LOOSE_QPOS = 0.02
 
 
 def _one_step_batch(task: str, ref: Reference, qpos, qvel, acts, *, tol: float, kind=None, time: int = 0,
-                    what: str = "") -> list[tuple[str, float, float]]:
+                    tight=("free",), what: str = "") -> list[tuple[str, float, float]]:
     """One env step from each of the ``BATCH`` states (qpos, qvel) with actions ``acts[b]``, MJX vs ``ref``.
 
     Observations, state (rtol ``tol/5``, atol ``tol``), reward (``tol/5``), terminated, truncated and time
-    must match — at states where ``kind(qpos, qvel, ctrl)`` (default: "free") is "free". At the others
-    (contacts the two simulators integrate differently, module docstring) only qpos within ``LOOSE_QPOS``.
+    must match — at states where ``kind(qpos, qvel, ctrl)`` (default: "free") is one of ``tight``. At the
+    others (e.g. "edge": a contact switching on within float32 rounding) only qpos within ``LOOSE_QPOS``.
     Returns per state (kind, error in units of the tolerance — the largest |difference| / (atol + rtol |ref|)
     over global state and reward, <= 1 where it passes — and the max |difference| of qpos)."""
     env = env_of(task)
@@ -349,7 +370,7 @@ def _one_step_batch(task: str, ref: Reference, qpos, qvel, acts, *, tol: float, 
         q_err = np.abs(np.asarray(nxt.env_state.data.qpos[b]) - ref.qpos_qvel()[0]).max()
         k = "free" if kind is None else kind(qpos[b], qvel[b], ctrl)
         out.append((k, float(ratio), float(q_err)))
-        if k != "free":
+        if k not in tight:
             assert q_err < LOOSE_QPOS, w
             continue
         assert_obs(env, nxt.obs[b], nxt.global_state[b], r_obs, r_state, tol / 5, tol, w)
@@ -365,14 +386,16 @@ def _one_step(task: str, seed: int, batches: int = 1):
     env, ref = env_of(task), ref_of(task)
     rng = np.random.default_rng(100 + seed)
     # Humanoid: the reference's PGS solver does not exist in MJX (Newton here), so contact and limit forces
-    # differ at the solver's tolerance, not float32 rounding. Ant: only contact-free steps are compared
-    # tightly (steep capsule contacts, RK4 stages: module docstring).
+    # differ at the solver's tolerance, not float32 rounding. Ant: steps with contacts by
+    # ``_assert_contact_steps`` (module docstring).
     tol = 2e-2 if task.startswith("Humanoid") else 5e-4
     kind = functools.partial(_contact_kind, env) if task.startswith("Ant") else None
+    rows = []
     for k in range(batches):
         qpos, qvel = sample_states(task, BATCH, seed=seed + k)
         acts = [random_actions(env, rng) for _ in range(BATCH)]
-        _one_step_batch(task, ref, qpos, qvel, acts, tol=tol, kind=kind, what=f"{task} batch {k}")
+        rows += _one_step_batch(task, ref, qpos, qvel, acts, tol=tol, kind=kind, what=f"{task} batch {k}")
+    _assert_contact_steps(rows, task)
 
 
 @pytest.mark.parametrize("task", [*MAIN, *SLOW_OTHER])
@@ -500,7 +523,7 @@ def _trajectory(task: str, n_steps: int, seed: int, *, reference: Reference | No
         q_err = [np.abs(ours[s][4][b] - exact_states[b][s + 1][0]).max() for s in range(t, n_steps)]
         after.append(float(max(q_err, default=float("nan"))))
     # measured horizons (steps compared): cheetahs 8-33 (median ~17), Walker2d 50, Humanoid 9-20 (median
-    # 12-15), Ant 1-5 (median 2-2.5: it lands within 1-5 steps)
+    # 12-15), Ant 5-35 (median 12.5-19; stopped at contacts switching on within float32 rounding)
     assert min(horizons) >= min_horizon and np.median(horizons) >= median_horizon, horizons
     out = {"horizons": horizons, "stopped_by": stopped_by, "worst": worst, "after": after}
     if resync_tol is not None:
@@ -513,15 +536,29 @@ def _trajectory(task: str, n_steps: int, seed: int, *, reference: Reference | No
             for t in range(n_steps)
         ]
         steps = [s for row in out["resync"] for s in row]
-        contact = [ratio for k, ratio, _ in steps if k == "contact"]
         n_free = sum(k == "free" for k, _, _ in steps)
-        assert n_free >= 100 and len(contact) >= 50, (n_free, len(contact))
-        assert np.median(contact) <= 1, f"{task}: contact steps, median error / tolerance {np.median(contact):.2f}"
-        steep = [ratio for k, ratio, _ in steps if k == "steep"]
-        if steep:
-            median = np.median(steep)
-            assert median <= 1, f"{task}: steep-capsule steps, median error / tolerance {median:.2f}"
+        n_contact = sum(k in ("contact", "steep") for k, _, _ in steps)
+        assert n_free >= 100 and n_contact >= 50, (n_free, n_contact)
+        _assert_contact_steps(steps, task)
     return out
+
+
+def _assert_contact_steps(rows: list[tuple[str, float, float]], what: str) -> None:
+    """Steps with contacts ("contact" and "steep" kinds of ``_contact_kind``; "edge" steps are exempt) as
+    compared by ``_one_step_batch``: median error <= 0.1 of the tolerance, none beyond 20x it, and with
+    >= 50 such steps >= 95 % within it. Measured (400 resynced steps per trajectory test): Ant median
+    0.003-0.006, 97.8-100 % within, max 6.9 (contact-force observations off by 4e-3 after a step in which
+    a contact nears its margin edge); Humanoid (tolerance 2e-3) median 0.035, 96.3 % within, max 5.3. A
+    wrong index, sign or term of a contact quantity (cfrc_ext), or MJX's own capsule frame or RK4, fails."""
+    ratios = np.asarray([r for k, r, _ in rows if k in ("contact", "steep")])
+    if not ratios.size:
+        return
+    within = float(np.mean(ratios <= 1))
+    summary = f"{what}: {ratios.size} contact steps, median {np.median(ratios):.3g}, max {ratios.max():.3g}, " \
+              f"{within:.1%} within the tolerance"
+    assert np.median(ratios) <= 0.1 and ratios.max() <= 20, summary
+    if ratios.size >= 50:
+        assert within >= 0.95, summary
 
 
 def _contact_trajectory(task: str, seed: int, **kw) -> dict:
@@ -544,10 +581,10 @@ def test_trajectory_matches_reference_more(task):
 @pytest.mark.slow  # Ant-2x4 alone ~47 s (module docstring), over the default suite's ~40 s budget
 @pytest.mark.parametrize(("task", "seed"), [("Ant-2x4", 0), ("Ant-2x4", 1), ("Ant-4x2", 0)])
 def test_trajectory_matches_reference_ant(task, seed):
-    """Ant: followed free-running up to its first contact, then every step compared from the reference's
-    state (module docstring)."""
+    """Ant: followed free-running up to a step in which a constraint switches on within float32 rounding
+    (``_edge_contact``), and every step compared from the reference's state (module docstring)."""
     env = env_of(task)
-    _contact_trajectory(task, seed, stop=functools.partial(_any_contact, env), min_horizon=1, median_horizon=2,
+    _contact_trajectory(task, seed, stop=functools.partial(_edge_contact, env), min_horizon=4, median_horizon=8,
                         resync_tol=5e-4)
 
 
@@ -627,6 +664,7 @@ def test_registry_names_and_config_validation():
         ("tendon_invweight_floor", float("nan")),
         ("tendon_invweight_floor", True),
         ("capsule_frame", "c"),
+        ("rk4_rotations", "lie"),
     ]:
         with pytest.raises(ValueError, match=key):
             make("HalfCheetah-2x3", **{key: bad})
@@ -688,18 +726,21 @@ def _c_step_qvel(model: mujoco.MjModel, q, v, u, frame_skip: int) -> np.ndarray:
     return d.qvel.copy()
 
 
-@pytest.mark.slow  # two Ant compiles (~25 s each)
-def test_ant_capsule_frame_option():
+@pytest.mark.slow  # three Ant compiles (~25 s each)
+def test_ant_mjx_side_fixes():
     """One Ant env step from 64 random reference states (most with contacts, many with steep capsules): with
-    the default ``capsule_frame="reference"`` MJX matches C (measured max |Δqvel| 1.3e-3, |Δqpos| 1.5e-4);
-    with MJX's own collider (``"mjx"``) it does not (0.82 / 1.6e-2: the rotated friction pyramid)."""
+    both MJX-side fixes (defaults) MJX matches C to float32 rounding (measured max |Δqvel| 1.4e-5, |Δqpos|
+    3.3e-7); with MJX's own RK4 (``rk4_rotations="mjx"``) 1.3e-3 / 1.5e-4; with MJX's own capsule frame as
+    well (before both fixes) 0.82 / 1.6e-2 (the rotated friction pyramid)."""
     from benchmarks import speed_options as so
 
     states = so.reference_states("Ant-2x4", 64)
     ours = so.dynamics_error("Ant-2x4", {}, states)
-    mjx_frame = so.dynamics_error("Ant-2x4", {"capsule_frame": "mjx"}, states)
-    assert ours["max_abs_dqvel"] < 1e-2 and ours["max_abs_dqpos"] < 1e-3, ours
-    assert mjx_frame["max_abs_dqvel"] > 0.1, mjx_frame
+    assert ours["max_abs_dqvel"] < 1e-4 and ours["max_abs_dqpos"] < 1e-5, ours
+    mjx_rk4 = so.dynamics_error("Ant-2x4", {"rk4_rotations": "mjx"}, states)
+    assert mjx_rk4["max_abs_dqvel"] > 3e-4 and mjx_rk4["max_abs_dqpos"] > 3e-5, mjx_rk4
+    mjx_both = so.dynamics_error("Ant-2x4", {"rk4_rotations": "mjx", "capsule_frame": "mjx"}, states)
+    assert mjx_both["max_abs_dqvel"] > 0.1, mjx_both
 
 
 def test_tendon_limit_states_reach_the_limit():

@@ -22,6 +22,9 @@ MJX-side changes (the C model ``mj_model`` stays the reference's):
   tangent along the projected capsule axis at any steepness) instead of MJX 3.17's (world y once the capsule
   is steeper than 60 degrees), which rotates the pyramidal friction cone of steep capsules (the Ant's ankles):
   :mod:`svnr_jax.envs.mamujoco.mjx_patches`. ``"mjx"`` keeps MJX's own collision function.
+* ``rk4_rotations`` (default ``"reference"``; models integrated with RK4: Ant, Humanoid): the rotations of
+  free and ball joints are integrated as MuJoCo 4.0 does (Runge-Kutta-Munthe-Kaas, ``mjx_patches``);
+  ``"mjx"`` keeps MJX 3.17's textbook RK4 (the rotation of one 0.01 s substep off by up to ~1e-4).
 
 * ``tendon_invweight_floor`` (default :data:`TENDON_INVWEIGHT_FLOOR` = 1e-4; ``None`` = no change): raises the
   ``tendon_invweight0`` of limited tendons to at least this value in the model MJX simulates. Why:
@@ -75,7 +78,7 @@ _INTEGRATORS = {
     "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
 }
 _SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
-_CAPSULE_FRAMES = ("reference", "mjx")
+_MJX_CHOICES = ("reference", "mjx")
 
 EPISODE_LENGTH = 1000
 #: MJX-only lower bound on limited tendons' ``tendon_invweight0`` (module docstring).
@@ -121,8 +124,9 @@ def _validate(name: str, config: dict[str, Any], model: mujoco.MjModel) -> None:
         or not math.isfinite(floor) or floor <= 0
     ):
         raise ValueError(f"tendon_invweight_floor must be None or a finite float > 0, got {floor!r}")
-    if config["capsule_frame"] not in _CAPSULE_FRAMES:
-        raise ValueError(f"capsule_frame must be one of {_CAPSULE_FRAMES}, got {config['capsule_frame']!r}")
+    for key in ("capsule_frame", "rk4_rotations"):
+        if config[key] not in _MJX_CHOICES:
+            raise ValueError(f"{key} must be one of {_MJX_CHOICES}, got {config[key]!r}")
     geoms = config["contact_geoms"]
     if geoms is not None:
         if isinstance(geoms, str) or not all(isinstance(g, str) for g in geoms):
@@ -206,6 +210,7 @@ class MaMuJoCo(Env):
         reference_obs_quirks: bool = True,
         tendon_invweight_floor: float | None = TENDON_INVWEIGHT_FLOOR,
         capsule_frame: str = "reference",
+        rk4_rotations: str = "reference",
     ):
         if task not in TASKS:
             raise ValueError(f"unknown MaMuJoCo task {task!r}; tasks: {sorted(TASKS)}")
@@ -222,6 +227,7 @@ class MaMuJoCo(Env):
             "reference_obs_quirks": reference_obs_quirks,
             "tendon_invweight_floor": tendon_invweight_floor,
             "capsule_frame": capsule_frame,
+            "rk4_rotations": rk4_rotations,
         }
         model = load_model(self.task)
         _validate(task, self.config, model)
@@ -315,9 +321,10 @@ class MaMuJoCo(Env):
         return f[self.obs_table], f[self.state_index]
 
     def _collisions(self) -> contextlib.AbstractContextManager:
-        """The collision functions MJX traces with (``capsule_frame``, module docstring)."""
-        if self.config["capsule_frame"] == "reference":
-            return mjx_patches.reference_collisions()
+        """The MJX functions our steps trace with (``capsule_frame``, ``rk4_rotations``: module docstring)."""
+        frame, rk4 = (self.config[k] == "reference" for k in ("capsule_frame", "rk4_rotations"))
+        if frame or rk4:
+            return mjx_patches.reference_functions(capsule_frame=frame, rk4=rk4)
         return contextlib.nullcontext()
 
     def state_from_physics(self, qpos: Array, qvel: Array) -> State:
