@@ -322,9 +322,9 @@ def _ant(partitioning: str) -> TaskDef:
         qpos_noise=("uniform", 0.1),
         qvel_noise=("normal", 0.1),
         needs_cfrc_ext=True,
-        notes=("MJX 3.17's own plane-capsule collider orients steep capsules' (> 60 deg) friction pyramid unlike "
-               "MuJoCo C; the env's default capsule_frame='reference' uses C's frame (mjx_patches). RK4 stages "
-               "of the free joint differ slightly from MuJoCo 4.0 C (tests/test_mamujoco.py)."),
+        notes=("MJX 3.17 differs from MuJoCo 4.0 C in the friction-pyramid frame of steep capsules (> 60 deg) and "
+               "in RK4's free-joint rotation; the env's defaults (capsule_frame, rk4_rotations = 'reference') "
+               "use C's (mjx_patches): one step matches C to float32 (tests/test_mamujoco.py)."),
     )
 
 
