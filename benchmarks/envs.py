@@ -156,7 +156,8 @@ def main(argv=None):
                         # the same trajectory, so MJX's data-dependent solver iterations cost both alike
                         a = random_actions(env, jax.random.split(k)[0])
                         d = d.replace(ctrl=jnp.reshape(a, (-1,))[env.action_gather].astype(d.ctrl.dtype))
-                        d = jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d)
+                        with env.mjx_functions():  # the same physics as the env (its MJX-side fixes)
+                            d = jax.lax.fori_loop(0, fs, lambda _, x: mjx.step(mx, x), d)
                         return d, ()
 
                     keys = jax.random.split(jax.random.wrap_key_data(key), steps)

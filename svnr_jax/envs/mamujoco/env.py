@@ -320,8 +320,9 @@ class MaMuJoCo(Env):
         f = self.features(data)
         return f[self.obs_table], f[self.state_index]
 
-    def _collisions(self) -> contextlib.AbstractContextManager:
-        """The MJX functions our steps trace with (``capsule_frame``, ``rk4_rotations``: module docstring)."""
+    def mjx_functions(self) -> contextlib.AbstractContextManager:
+        """Context manager: MJX calls traced inside it use this env's MJX functions (``capsule_frame``,
+        ``rk4_rotations``: module docstring), e.g. ``with env.mjx_functions(): mjx.step(env.mjx_model, d)``."""
         frame, rk4 = (self.config[k] == "reference" for k in ("capsule_frame", "rk4_rotations"))
         if frame or rk4:
             return mjx_patches.reference_functions(capsule_frame=frame, rk4=rk4)
@@ -331,7 +332,7 @@ class MaMuJoCo(Env):
         """The env state at ``qpos [nq]``, ``qvel [nv]`` (``mj_forward`` applied, time 0), as after a reset."""
         data = mjx.make_data(self.mjx_model)
         data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
-        with self._collisions():
+        with self.mjx_functions():
             data = mjx.forward(self.mjx_model, data)
         obs, gstate = self.observe(data)
         return State(
@@ -364,7 +365,7 @@ class MaMuJoCo(Env):
         ``cfrc_ext``, as Gymnasium's ``do_simulation`` does)."""
         model = self.mjx_model
         data = data.replace(ctrl=ctrl)
-        with self._collisions():
+        with self.mjx_functions():
             data = jax.lax.fori_loop(0, self.task.frame_skip, lambda _, d: mjx.step(model, d), data)
         if self.task.needs_cfrc_ext or "cfrc_ext" in " ".join(self.layout.sources):
             data = mjx.rne_postconstraint(model, data)
