@@ -76,6 +76,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -263,30 +264,33 @@ def test_observations_match_reference(task):
 
 
 # ----------------------------------------------------------------------------- dynamics
-def _evaluations(env: MaMuJoCo, qpos, qvel, ctrl):
-    """``MjData`` (C) at every dynamics evaluation of one env step from (qpos, qvel, ctrl): the start of
-    each substep and, with RK4 (Ant, Humanoid), its three intermediate stages, whose contacts act on the
-    step too but are gone from ``MjData`` after ``mj_step``. (The stages are the textbook RK4's; MuJoCo 4.0
-    rotates free joints slightly differently, ``mjx_patches``: 1e-6 in position, far below what the
-    contact classification resolves.)"""
-    m, h = env.mj_model, env.mj_model.opt.timestep
+def _snapshot(data: mujoco.MjData) -> SimpleNamespace:
+    """What the contact classification reads from one evaluation's ``MjData`` (copied: ``MjData`` itself
+    cannot be copied while ``mj_step`` runs)."""
+    contacts = [SimpleNamespace(dist=float(c.dist), includemargin=float(c.includemargin), geom=c.geom.copy(),
+                                frame=c.frame.copy(), dim=int(c.dim)) for c in data.contact[: data.ncon]]
+    return SimpleNamespace(ncon=len(contacts), contact=contacts, qpos=data.qpos.copy(),
+                           geom_xmat=data.geom_xmat.copy())
+
+
+def _evaluations(env: MaMuJoCo, qpos, qvel, ctrl) -> list[SimpleNamespace]:
+    """C's state (``_snapshot``) at every dynamics evaluation of one env step from (qpos, qvel, ctrl): the start
+    of each substep and, with RK4 (Ant, Humanoid), its three intermediate stages, whose contacts act on the
+    step too but are gone from ``MjData`` after ``mj_step``. Recorded from inside ``mj_step`` by the control
+    callback, which every ``mj_forward`` calls after collision detection (restored afterwards)."""
+    m = env.mj_model
     d = mujoco.MjData(m)
     d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, ctrl
-    for _ in range(env.task.frame_skip):
-        mujoco.mj_forward(m, d)
-        yield d
-        if m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:  # stages as in MuJoCo's mj_RungeKutta
-            s = mujoco.MjData(m)
-            s.ctrl[:] = ctrl
-            kqvel, kqacc = d.qvel.copy(), d.qacc.copy()
-            for a in (0.5, 0.5, 1.0):
-                s.qpos[:] = d.qpos
-                mujoco.mj_integratePos(m, s.qpos, kqvel, a * h)
-                s.qvel[:] = d.qvel + a * h * kqacc
-                mujoco.mj_forward(m, s)
-                yield s
-                kqvel, kqacc = s.qvel.copy(), s.qacc.copy()
-        mujoco.mj_step(m, d)
+    seen: list[SimpleNamespace] = []
+    previous = mujoco.get_mjcb_control()
+    mujoco.set_mjcb_control(lambda _m, data: seen.append(_snapshot(data)))
+    try:
+        mujoco.mj_step(m, d, env.task.frame_skip)
+    finally:
+        mujoco.set_mjcb_control(previous)
+    per_substep = 4 if m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4 else 1
+    assert len(seen) == per_substep * env.task.frame_skip, len(seen)
+    return seen
 
 
 def _contact_kind(env: MaMuJoCo, qpos, qvel, ctrl) -> str:
