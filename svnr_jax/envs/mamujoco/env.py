@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import warnings
 from typing import Any
@@ -285,15 +286,9 @@ class MaMuJoCo(Env):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {
-            "agent_obsk": 1,
-            "solver": None,
-            "solver_iterations": None,
-            "ls_iterations": None,
-            "integrator": None,
-            "contact_geoms": None,
-            "reference_obs_quirks": True,
-        }
+        """The config keys ``make`` accepts and their defaults: the constructor's keyword arguments."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
     # ------------------------------------------------------------------ pure functions
     def features(self, data: mjx.Data) -> Array:
