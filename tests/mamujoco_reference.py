@@ -19,6 +19,8 @@ from gymnasium.wrappers import TimeLimit  # noqa: E402
 from gymnasium_robotics.envs.multiagent_mujoco.coupled_half_cheetah import CoupledHalfCheetahEnv  # noqa: E402
 from gymnasium_robotics.envs.multiagent_mujoco.mujoco_multi import MultiAgentMujocoEnv  # noqa: E402
 
+from svnr_jax.envs.mamujoco.env import tendons_below_floor  # noqa: E402
+
 
 class DenseTendonData:
     """Read-only view of ``MjData`` whose ``ten_J`` is dense ``[ntendon, nv]``."""
@@ -91,8 +93,7 @@ class Reference:
             self.u.model.opt.solver = solver
         if tendon_invweight_floor is not None:
             m = self.u.model
-            raise_ = m.tendon_limited.astype(bool) & (m.tendon_invweight0 < tendon_invweight_floor)
-            m.tendon_invweight0[raise_] = tendon_invweight_floor
+            m.tendon_invweight0[tendons_below_floor(m, tendon_invweight_floor)] = tendon_invweight_floor
 
     def set(self, qpos, qvel):
         self.env.reset(seed=0)

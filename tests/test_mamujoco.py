@@ -682,6 +682,16 @@ def test_speed_options_change_the_model():
 
 
 # ----------------------------------------------------------------------------- CoupledHalfCheetah's tendon limit
+def _env_step_reaches_tendon_limit(model: mujoco.MjModel, d: mujoco.MjData, frame_skip: int) -> bool:
+    """One env step of C (``frame_skip`` ``mj_step``, ``d`` advanced in place); whether a tendon-limit row was
+    active at any of its substeps."""
+    hit = False
+    for _ in range(frame_skip):
+        mujoco.mj_step(model, d)
+        hit |= bool((d.efc_type[: d.nefc] == mujoco.mjtConstraint.mjCNSTR_LIMIT_TENDON).any())
+    return hit
+
+
 @functools.cache
 def tendon_limit_states(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` (qpos, qvel, ctrl) from which one env step of the reference's C model reaches CoupledHalfCheetah's
@@ -700,11 +710,8 @@ def tendon_limit_states(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
         for _ in range(400):
             d.ctrl[:] = np.clip(bias + 0.5 * rng.standard_normal(m.nu), lo, hi)
             before = (d.qpos.copy(), d.qvel.copy(), d.ctrl.copy())
-            hit = False
-            for _ in range(env_of("CoupledHalfCheetah-1p1").task.frame_skip):
-                mujoco.mj_step(m, d)
-                hit |= bool((d.efc_type[: d.nefc] == mujoco.mjtConstraint.mjCNSTR_LIMIT_TENDON).any())
-            if hit and rng.random() < 0.3:
+            if _env_step_reaches_tendon_limit(m, d, env_of("CoupledHalfCheetah-1p1").task.frame_skip) \
+                    and rng.random() < 0.3:
                 out.append(before)
                 if len(out) == n:
                     break
@@ -840,11 +847,7 @@ def test_tendon_limit_trajectory_matches_reference():
         n = 0
         for t in range(horizon):
             d.ctrl[:] = ctrls[t][b]
-            hit = False
-            for _ in range(env.task.frame_skip):
-                mujoco.mj_step(model, d)
-                hit |= bool((d.efc_type[: d.nefc] == mujoco.mjtConstraint.mjCNSTR_LIMIT_TENDON).any())
-            n += hit
+            n += _env_step_reaches_tendon_limit(model, d, env.task.frame_skip)
         limit_steps.append(n)
     assert min(limit_steps) >= 1, limit_steps
 

@@ -25,7 +25,6 @@ MJX-side changes (the C model ``mj_model`` stays the reference's):
 * ``rk4_rotations`` (default ``"reference"``; models integrated with RK4: Ant, Humanoid): the rotations of
   free and ball joints are integrated as MuJoCo 4.0 does (Runge-Kutta-Munthe-Kaas, ``mjx_patches``);
   ``"mjx"`` keeps MJX 3.17's textbook RK4 (the rotation of one 0.01 s substep off by up to ~1e-4).
-
 * ``tendon_invweight_floor`` (default :data:`TENDON_INVWEIGHT_FLOOR` = 1e-4; ``None`` = no change): raises the
   ``tendon_invweight0`` of limited tendons to at least this value in the model MJX simulates. Why:
   MuJoCo sets a limit row's regularizer R = (1 - imp) / imp · ``tendon_invweight0``, clamped below at
@@ -169,22 +168,23 @@ def apply_speed_options(model: mujoco.MjModel, config: dict[str, Any]) -> list[s
     return changes
 
 
+def tendons_below_floor(model: mujoco.MjModel, floor: float) -> np.ndarray:
+    """Ids of the limited tendons whose ``tendon_invweight0`` is below ``floor`` (the ones
+    ``tendon_invweight_floor`` raises; module docstring)."""
+    return np.flatnonzero(model.tendon_limited.astype(bool) & (model.tendon_invweight0 < floor))
+
+
 def mjx_only_changes(model: mujoco.MjModel, config: dict[str, Any]) -> tuple[mujoco.MjModel, list[str]]:
     """The model MJX simulates: ``model`` itself, or a copy with the MJX-only changes (module docstring);
     returns it and the list of changes made. ``model`` is not modified."""
     floor = config["tendon_invweight_floor"]
-    if floor is None:
-        return model, []
-    raise_ = np.flatnonzero(model.tendon_limited.astype(bool) & (model.tendon_invweight0 < floor))
+    raise_ = np.empty(0, int) if floor is None else tendons_below_floor(model, floor)
     if not raise_.size:
         return model, []
     source = copy.deepcopy(model)
-    changes = []
-    for t in raise_:
-        changes.append(
-            f"MJX only: tendon_invweight0[{model.tendon(int(t)).name!r}] {model.tendon_invweight0[t]:g} -> {floor:g}"
-        )
-        source.tendon_invweight0[t] = floor
+    source.tendon_invweight0[raise_] = floor
+    changes = [f"MJX only: tendon_invweight0[{model.tendon(int(t)).name!r}] {model.tendon_invweight0[t]:g} -> {floor:g}"
+               for t in raise_]
     return source, changes
 
 
