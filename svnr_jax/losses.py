@@ -8,32 +8,14 @@ Small pure functions on one example (``soft_value``, ``critic_target``, ``surrog
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from svnr_jax.kernels import masked_svgd_direction, tanh_correction
 from svnr_jax.networks import CriticNet, PolicyNet
+from svnr_jax.replay import Transition
 from svnr_jax.types import Array, PRNGKey
-
-
-class Transition(NamedTuple):
-    """One transition (a batch carries a leading ``[B]`` axis on every field).
-
-    Attributes:
-      obs: ``[N, O]``. state: ``[S]``. action: ``[N, A]`` in ``[-1, 1]``. reward: ``[]`` (unscaled).
-      next_obs: ``[N, O]``. next_state: ``[S]``. terminal: ``[]`` float, 1 = no bootstrap.
-    """
-
-    obs: Array
-    state: Array
-    action: Array
-    reward: Array
-    next_obs: Array
-    next_state: Array
-    terminal: Array
 
 
 # ----------------------------------------------------------------------------------------- soft value

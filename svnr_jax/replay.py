@@ -2,18 +2,35 @@
 
 Used inside the training ``lax.scan`` (fixed shapes: the capacity is static). We do not use flashbax:
 it is not in our tested dependency set (it pins its own jax/chex ranges and would add a dependency for
-~40 lines of code), and a flat circular buffer with uniform sampling is all SVNR needs.
+~40 lines of code), and a flat circular buffer with uniform sampling is all the off-policy algorithms need.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from svnr_jax.types import Array, PRNGKey
+
+
+class Transition(NamedTuple):
+    """One transition of the team (a batch carries a leading ``[B]`` axis on every field).
+
+    Attributes:
+      obs: ``[N, O]``. state: ``[S]`` global state. action: ``[N, A]`` in ``[-1, 1]``. reward: ``[]``
+      (unscaled). next_obs: ``[N, O]``. next_state: ``[S]``. terminal: ``[]`` float, 1 = no bootstrap.
+    """
+
+    obs: Array
+    state: Array
+    action: Array
+    reward: Array
+    next_obs: Array
+    next_state: Array
+    terminal: Array
 
 
 @struct.dataclass
@@ -56,4 +73,4 @@ def sample(buffer: BufferState, key: PRNGKey, batch_size: int) -> Any:
     return jax.tree.map(lambda d: d[idx], buffer.data)
 
 
-__all__ = ["BufferState", "add", "init", "sample"]
+__all__ = ["BufferState", "Transition", "add", "init", "sample"]

@@ -1,0 +1,237 @@
+"""What every off-policy algorithm implements, the registry of algorithms, and helpers they share.
+
+An algorithm is one module: a frozen config dataclass (subclass of :class:`AlgoConfig`) and an agent
+class (subclass of :class:`Agent`), registered by name with :func:`register`. The training loop
+(:mod:`svnr_jax.training`), acting (:mod:`svnr_jax.acting`), checkpoints, the runner and the CLI only
+use this interface, so adding an algorithm needs no change there.
+
+Agent contract (every method a pure function of explicit pytree state and keys; the agent object is
+static configuration, closed over by the jitted loop):
+
+* ``init(key) -> learner state`` (any pytree; parameters and optimiser states).
+* ``act(ls, obs [N, O], state [S], key, t, iteration, mode) -> actions [N, A]`` in ``[-1, 1]`` (padded
+  entries 0) for one env. ``key`` is the key of the episode (shared by every agent, the same at every
+  step): an agent that needs step noise folds in ``t`` itself (``fold_in(key, t)``). ``mode`` is one of
+  :attr:`Agent.modes` or :data:`EXPLORE` (what data collection executes: exploration noise included).
+* ``update(ls, batch, key, iteration) -> (ls, metrics)``: one gradient update on a
+  :class:`~svnr_jax.replay.Transition` batch (leading ``[B]``); ``metrics`` a dict of ``[]`` scalars with
+  the same keys at every call. Keys ending in ``loss`` are watched by the runner (a non-finite value
+  stops the run).
+* ``pretrain(ls, batch, key) -> (ls, metrics)`` (optional, ``None`` if absent): one critic-only update,
+  used ``TrainConfig.critic_warmup_updates`` times on the uniform warm-up data before learning starts.
+* ``modes``: execution modes ``act`` accepts; ``eval_modes``: the subset evaluated inside the training
+  scan; ``test_mode``: the mode the algorithm executes at test time (pass criteria and tables use it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from svnr_jax.envs.base import EnvSpec
+from svnr_jax.types import Array, PRNGKey
+
+#: The execution mode of data collection (every agent accepts it in ``act``).
+EXPLORE = "explore"
+
+SCHEDULES = ("constant", "linear", "exponential")
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def bad_value(name: str, value: Any, allowed: str) -> ValueError:
+    """The one error message for a bad config value: names the field, its value and what is allowed."""
+    return ValueError(f"invalid config value {name}={value!r}; allowed: {allowed}")
+
+
+def is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoConfig:
+    """Base of every algorithm's config: a frozen (hashable) dataclass whose fields carry attribute
+    docstrings (the CLI's help). Subclasses override :meth:`check` (call ``super().check()``)."""
+
+    def check(self) -> None:
+        """Raise ``ValueError`` (via :func:`bad_value`, prefixing names with ``algo_config.``) on a bad value.
+
+        The default checks the types the fields declare: tuples of ints are non-empty and >= 1.
+        """
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(f.default, bool) and not isinstance(v, bool):
+                raise bad_value(f"algo_config.{f.name}", v, "true or false")
+            if isinstance(f.default, tuple) and (not isinstance(v, tuple) or not v
+                                                 or not all(is_int(h) and h >= 1 for h in v)):
+                raise bad_value(f"algo_config.{f.name}", v, "a non-empty tuple of integers >= 1")
+
+    def require(self, name: str, ok: bool, allowed: str) -> None:
+        """Raise the standard message for field ``name`` unless ``ok``."""
+        if not ok:
+            raise bad_value(f"algo_config.{name}", getattr(self, name), allowed)
+
+    def positive(self, *names: str) -> None:
+        """Each named field is a finite number > 0."""
+        for n in names:
+            v = getattr(self, n)
+            self.require(n, is_num(v) and v > 0, "a finite number > 0")
+
+    def positive_int(self, *names: str, minimum: int = 1) -> None:
+        """Each named field is an integer >= ``minimum``."""
+        for n in names:
+            v = getattr(self, n)
+            self.require(n, is_int(v) and v >= minimum, f"an integer >= {minimum}")
+
+    def unit_interval(self, *names: str, low_open: bool = False) -> None:
+        """Each named field is a number in [0, 1] (or (0, 1] with ``low_open``)."""
+        for n in names:
+            v = getattr(self, n)
+            ok = is_num(v) and (0 < v if low_open else 0 <= v) and v <= 1
+            self.require(n, ok, "a number in (0, 1]" if low_open else "a number in [0, 1]")
+
+
+# ------------------------------------------------------------------------------------------ agent
+
+
+class Agent:
+    """Base class of the off-policy agents (see the module docstring for the contract).
+
+    Args:
+      spec: the env's :class:`~svnr_jax.envs.base.EnvSpec` (agents act in ``[-1, 1]``).
+      config: the algorithm's config (validated by the caller).
+      total_iterations: training iterations of the run (for schedules).
+    """
+
+    name: ClassVar[str] = ""
+    modes: ClassVar[tuple[str, ...]] = ()
+    eval_modes: ClassVar[tuple[str, ...]] = ()
+    test_mode: ClassVar[str] = ""
+    #: critic-only update used by ``critic_warmup_updates`` (``None``: the algorithm has none).
+    pretrain: Callable | None = None
+
+    def __init__(self, spec: EnvSpec, config: AlgoConfig, total_iterations: int = 1):
+        self.spec, self.config, self.total_iterations = spec, config, int(total_iterations)
+        self.action_mask = jnp.asarray(spec.action_mask, jnp.float32)
+
+    def init(self, key: PRNGKey) -> Any:
+        raise NotImplementedError
+
+    def act(self, ls: Any, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
+            mode: str = EXPLORE) -> Array:
+        raise NotImplementedError
+
+    def update(self, ls: Any, batch: Any, key: PRNGKey, iteration: Array) -> tuple[Any, dict]:
+        raise NotImplementedError
+
+    def check_mode(self, mode: str) -> None:
+        """``ValueError`` naming the allowed modes unless ``mode`` is one of them (or :data:`EXPLORE`)."""
+        if mode != EXPLORE and mode not in self.modes:
+            raise ValueError(f"unknown execution mode {mode!r} for {self.name}; allowed: {list(self.modes)}")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def gradient_step(loss_fn: Callable, params: Any, opt_state: Any, tx: optax.GradientTransformation, *args,
+                  scale: Callable[[Any], Any] | None = None, **kwargs) -> tuple[Any, Any, Any]:
+    """One optimiser step on ``loss_fn(params, *args, **kwargs) -> (loss, aux)``.
+
+    Args:
+      scale: optional map applied to the optimiser's updates before they are applied (e.g. per-agent
+        step sizes).
+    Returns:
+      ``(new params, new opt state, aux)``.
+    """
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args, **kwargs)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    if scale is not None:
+        updates = scale(updates)
+    return optax.apply_updates(params, updates), opt_state, aux
+
+
+def adam(lr: float, grad_clip: float = 0.0) -> optax.GradientTransformation:
+    """Adam with an optional global-norm gradient clip (``grad_clip = 0``: none)."""
+    clip = [optax.clip_by_global_norm(grad_clip)] if grad_clip > 0 else []
+    return optax.chain(*clip, optax.adam(lr))
+
+
+def temperature_schedule(kind: str, init: float, end: float, anneal_iterations: float) -> optax.Schedule:
+    """An optax schedule of the temperature α over training iterations: ``constant`` (``init``),
+    ``linear`` or ``exponential`` from ``init`` to ``end``, reached after ``anneal_iterations`` and held."""
+    steps = max(anneal_iterations, 1.0)
+    if kind == "constant":
+        return optax.constant_schedule(init)
+    if kind == "linear":
+        return optax.linear_schedule(init, end, steps)
+    if kind == "exponential":
+        return optax.exponential_decay(init, steps, end / init, end_value=end)
+    raise ValueError(f"unknown temperature schedule {kind!r}; allowed: {list(SCHEDULES)}")
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+_REGISTRY: dict[str, tuple[type[AlgoConfig], type[Agent]]] = {}
+#: Modules whose import registers an algorithm; a new algorithm adds its module here.
+_BUILTIN_MODULES = ("svnr_jax.algorithms.svnr", "svnr_jax.algorithms.masql", "svnr_jax.algorithms.maddpg")
+_loaded = False
+
+
+def register(name: str, config_cls: type[AlgoConfig], agent_cls: type[Agent]) -> None:
+    """Register an algorithm under ``name`` (re-registering replaces it)."""
+    agent_cls.name = name
+    _REGISTRY[name] = (config_cls, agent_cls)
+
+
+def _ensure_builtin() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for m in _BUILTIN_MODULES:
+            importlib.import_module(m)
+
+
+def list_algorithms() -> list[str]:
+    """Names of every registered algorithm (registration order)."""
+    _ensure_builtin()
+    return list(_REGISTRY)
+
+
+def get_algorithm(name: str) -> tuple[type[AlgoConfig], type[Agent]]:
+    """``(Config class, Agent class)`` of a registered algorithm.
+
+    Raises:
+      ValueError: unknown name (the message lists the registered ones).
+    """
+    _ensure_builtin()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=2)
+        hint = f" (did you mean {close}?)" if close else ""
+        raise ValueError(f"unknown algorithm {name!r}{hint}; registered algorithms: {list(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def make_agent(name: str, spec: EnvSpec, config: AlgoConfig, total_iterations: int = 1) -> Agent:
+    """Build the agent of algorithm ``name`` for ``spec`` (``config`` checked first)."""
+    config_cls, agent_cls = get_algorithm(name)
+    if not isinstance(config, config_cls):
+        raise ValueError(f"algorithm {name!r} needs a {config_cls.__name__}, got {type(config).__name__}")
+    config.check()
+    return agent_cls(spec, config, total_iterations)
+
+
+__all__ = ["EXPLORE", "SCHEDULES", "AlgoConfig", "Agent", "adam", "bad_value", "get_algorithm", "gradient_step",
+           "is_int", "is_num", "list_algorithms", "make_agent", "register", "temperature_schedule"]
