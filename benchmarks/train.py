@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     # 2) memory per seed and growth with M, N, buffer size
     res["memory"] = {"preset": state_memory(preset(args.env))}
     res["memory"]["by_M"] = {
-        m: state_memory(preset(args.env, svnr=dict(num_particles=m)))["total"] for m in (8, 16, 32, 64)
+        m: state_memory(preset(args.env, algo_config=dict(num_particles=m)))["total"] for m in (8, 16, 32, 64)
     }
     res["memory"]["by_N"] = {
         n: state_memory(preset(args.env, env_config={"num_agents": n}))["total"] for n in (2, 4, 8)
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     }
     res["compute_by_M"] = {}
     for m in (8, 32) if args.quick else (8, 16, 32, 64):
-        r = time_chunk(preset(args.env, **base, svnr=dict(num_particles=m)), repeats=1)
+        r = time_chunk(preset(args.env, **base, algo_config=dict(num_particles=m)), repeats=1)
         res["compute_by_M"][m] = r["updates_per_s"]
         print(f"M={m}: {r['updates_per_s']:.0f} updates/s", flush=True)
 

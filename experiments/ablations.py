@@ -51,11 +51,11 @@ def main(argv=None) -> int:
     if "topology" in args.what:
         for game in args.games:
             for topo in TOPOLOGIES:
-                cfg = game_config(game, args.seeds, args.small, svnr=dict(topology=topo))
+                cfg = game_config(game, args.seeds, args.small, algo_config=dict(topology=topo))
                 record("topology", game, topo, run_game(game, cfg))
     if "particles" in args.what:
         for m in PARTICLES:
-            cfg = game_config("two_modalities", args.seeds, args.small, svnr=dict(num_particles=m))
+            cfg = game_config("two_modalities", args.seeds, args.small, algo_config=dict(num_particles=m))
             record("M", "two_modalities", m, run_game("two_modalities", cfg))
     print(f"wrote {os.path.join(args.out, 'ablations.json')}")
     return 0

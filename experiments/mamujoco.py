@@ -1,7 +1,7 @@
 """SVNR on the paper's MaMuJoCo tasks (SPEC §6, §8) with the MaMuJoCo presets of :mod:`svnr_jax.config`.
 
 Tasks: HalfCheetah-2x3, CoupledHalfCheetah-1p1, Ant-2x4, Walker2d-2x3 (any registered MaMuJoCo task may be
-named with --task). Each (task, seed) is one :func:`svnr_jax.training.run` in ``<runs-dir>/<task>/seed<s>``
+named with --task). Each (task, seed) is one :func:`svnr_jax.runner.run` in ``<runs-dir>/<task>/seed<s>``
 (config, metrics, eval.csv, checkpoints); the final in-scan evaluation (deterministic ξ = 0 and shared-seed
 sampled execution) is reported. Prints a table and writes ``<out>/mamujoco.json``.
 
@@ -28,8 +28,9 @@ import time
 import jax
 import numpy as np
 
-from svnr_jax.config import PRESETS, preset, to_dict
-from svnr_jax.training import run
+from svnr_jax.config import to_dict
+from svnr_jax.presets import RUN_PRESETS, preset
+from svnr_jax.runner import run
 
 TASKS = ("HalfCheetah-2x3", "CoupledHalfCheetah-1p1", "Ant-2x4", "Walker2d-2x3")
 MODES = ("deterministic", "shared_seed")
@@ -39,7 +40,7 @@ MODES = ("deterministic", "shared_seed")
 # episode per mode every 500 iterations.
 SMALL = dict(num_envs=8, iterations=7500, chunk_iterations=500, eval_every=500, eval_episodes=1,
              updates_per_iteration=8, batch_size=128, warmup_iterations=125, buffer_size=200_000,
-             svnr=dict(policy_hidden=(128, 128), critic_hidden=(128, 128), num_particles=16, value_samples=16,
+             algo_config=dict(policy_hidden=(128, 128), critic_hidden=(128, 128), num_particles=16, value_samples=16,
                        twin_critic=False, alpha_schedule="constant", alpha_init=1.0, alpha_min=1.0))
 
 
@@ -48,9 +49,9 @@ def task_config(task: str, seed: int, small: bool, steps: int | None):
     over: dict = dict(seed=seed, num_seeds=1)
     if small:
         over.update(SMALL)
-        over["svnr"] = dict(SMALL["svnr"])
+        over["algo_config"] = dict(SMALL["algo_config"])
     if steps is not None:
-        base = {**PRESETS.get(task, {}), **over}
+        base = {**RUN_PRESETS.get(task, {}), **over}
         its = max(1, steps // base["num_envs"])
         chunk = min(base["chunk_iterations"], its)
         its -= its % chunk

@@ -1,15 +1,18 @@
-"""The ``svnr`` command line: ``svnr train``, ``svnr eval`` and ``svnr render``.
+"""The ``svnr`` command line: ``svnr train``, ``svnr eval``, ``svnr render`` and ``svnr algos``.
 
-    svnr train --env max_of_three --seeds 10                 # preset of the env, 10 vmapped seeds
+    svnr train --env max_of_three --seeds 10                 # SVNR, the env's preset, 10 vmapped seeds
+    svnr train --algo maddpg --env max_of_three --seeds 10   # another algorithm, same budget
     svnr train --env two_modalities --topology independent --iterations 2000 --run-dir runs/pro-indep
     svnr train --run-dir runs/pro-indep --resume             # continue a run (config read from the folder)
-    svnr eval runs/pro-indep                                 # returns per execution mode
+    svnr eval runs/pro-indep                                 # returns per execution mode of the run's algorithm
     svnr render runs/cheetah --steps 200                     # GIF of one episode (MaMuJoCo runs only)
+    svnr algos                                               # registered algorithms and their modes
 
-Options are generated from the fields of :class:`svnr_jax.config.TrainConfig` and
-:class:`svnr_jax.config.SVNRConfig` (their docstrings are the help texts). Values you do not give come
-from the env's preset (``svnr_jax.config.PRESETS``), then from the dataclass defaults. Every value is
-validated before anything compiles; a bad one exits with status 2 and a message naming it.
+Options are generated from the fields of :class:`svnr_jax.config.TrainConfig` and of the chosen algorithm's
+config class (``svnr train --algo NAME --help`` lists them; their docstrings are the help texts). Values
+you do not give come from the (algorithm, env) preset (:mod:`svnr_jax.presets`), then from the dataclass
+defaults. Every value is validated before anything compiles; a bad one exits with status 2 and a message
+naming it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import time
 import typing
 from typing import Any
 
-from svnr_jax.config import EXEC_MODES, PROPOSALS, SCHEDULES, TOPOLOGIES, SVNRConfig, TrainConfig, field_docs
+from svnr_jax.algorithms.base import SCHEDULES, get_algorithm, list_algorithms
+from svnr_jax.config import TrainConfig, field_docs
 
-_CHOICES = {"topology": TOPOLOGIES, "alpha_schedule": SCHEDULES, "value_proposal": PROPOSALS}
+#: Choices of string fields (any algorithm's field of that name).
+_CHOICES = {"alpha_schedule": SCHEDULES}
 _ALIASES = {"num_seeds": ["--seeds"]}
+_RUN_SKIP = ("algo", "algo_config")
 
 
 def _flag(name: str) -> str:
@@ -49,6 +55,16 @@ def _parse_int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64, got {text!r}") from e
 
 
+def _parse_topology(text: str) -> str | tuple[tuple[int, ...], ...]:
+    """A topology name, or a custom mask with rows separated by ';' (``1,0;1,1``)."""
+    if ";" not in text and "," not in text:
+        return text
+    try:
+        return tuple(tuple(int(x) for x in row.split(",")) for row in text.split(";"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a topology name or a 0/1 mask like 1,0;1,1, got {text!r}") from e
+
+
 def _parse_env_config(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -60,14 +76,15 @@ def _parse_env_config(text: str) -> tuple[str, Any]:
     return (k.strip(), value)
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per config field (default ``None`` = take the preset's value)."""
-    for cls, title in ((TrainConfig, "run options"), (SVNRConfig, "algorithm options (SVNRConfig)")):
+def _add_config_options(parser: argparse.ArgumentParser, algo: str) -> None:
+    """One option per run field and per field of ``algo``'s config (default ``None`` = the preset's value)."""
+    config_cls, _ = get_algorithm(algo)
+    for cls, title in ((TrainConfig, "run options"), (config_cls, f"algorithm options ({config_cls.__name__})")):
         group = parser.add_argument_group(title)
         docs = field_docs(cls)
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if f.name == "svnr":
+            if cls is TrainConfig and f.name in _RUN_SKIP:
                 continue
             default = f.default
             hint = hints[f.name]
@@ -76,6 +93,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             if f.name == "env_config":
                 kwargs.update(type=_parse_env_config, action="append", metavar="KEY=VALUE")
                 help_text += " Repeat the option for several keys."
+            elif f.name == "topology":
+                kwargs.update(type=_parse_topology, metavar="NAME|MASK")
             elif hint is bool:
                 kwargs.update(type=_parse_bool, metavar="BOOL")
             elif hint is int:
@@ -87,8 +106,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                 default = ",".join(map(str, default))
             else:
                 kwargs.update(type=str, metavar="STR")
-                if f.name in _CHOICES:
-                    kwargs.update(choices=_CHOICES[f.name], metavar="{" + ",".join(_CHOICES[f.name]) + "}")
+                choices = getattr(cls, "choices", {}).get(f.name) or _CHOICES.get(f.name)
+                if choices:
+                    kwargs.update(choices=choices, metavar="{" + ",".join(choices) + "}")
             if f.name != "env":
                 help_text += f" (default: preset, else {default})"
             group.add_argument(_flag(f.name), *_ALIASES.get(f.name, []), help=help_text, **kwargs)
@@ -100,43 +120,59 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     Raises:
       ValueError: a value is invalid (the message names it).
     """
-    from svnr_jax.config import load_json, preset
+    from svnr_jax.config import load_json
+    from svnr_jax.presets import preset
 
-    tnames = {f.name for f in dataclasses.fields(TrainConfig)} - {"svnr"}
-    anames = {f.name for f in dataclasses.fields(SVNRConfig)}
+    algo = args.algo
+    config_cls, _ = get_algorithm(algo)
+    tnames = {f.name for f in dataclasses.fields(TrainConfig)} - set(_RUN_SKIP)
+    anames = {f.name for f in dataclasses.fields(config_cls)}
     given = {k: v for k, v in vars(args).items() if k in tnames | anames and v is not None}
     if "env_config" in given:
         given["env_config"] = tuple(given["env_config"])
-    svnr = {k: given.pop(k) for k in list(given) if k in anames}
+    algo_fields = {k: given.pop(k) for k in list(given) if k in anames}
     if getattr(args, "resume", False) and args.run_dir and os.path.exists(os.path.join(args.run_dir, "config.json")):
         saved = load_json(os.path.join(args.run_dir, "config.json"))
-        if given or svnr:
+        if given or algo_fields or args.algo_given:
             raise ValueError("--resume takes the config saved in the run folder; do not pass config options")
         return saved
     env = given.pop("env", None)
     if env is None:
         raise ValueError("--env is required (or --resume with --run-dir of an existing run)")
-    return preset(env, svnr=svnr, **given)
+    return preset(env, algo, algo_config=algo_fields, **given)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _algo_of(argv: list[str]) -> tuple[str | None, bool]:
+    """The ``--algo`` value in ``argv`` (before the full parser exists: its options depend on it)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default=None)
+    known, _ = pre.parse_known_args(argv)
+    return known.algo, known.algo is not None
+
+
+def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
+    """The ``svnr`` parser, with the config options of algorithm ``algo`` under ``svnr train``."""
     parser = argparse.ArgumentParser(prog="svnr", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train SVNR (vmapped seeds, chunked, checkpointed)",
-                        description="Train SVNR. Unspecified options come from the env's preset.",
+    tr = sub.add_parser("train", help="train an algorithm (vmapped seeds, chunked, checkpointed)",
+                        description=f"Train an algorithm (here: {algo}; `--algo NAME --help` shows another's "
+                                    "options). Unspecified options come from the (algorithm, env) preset.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--algo", default=algo, choices=list_algorithms(),
+                    help=f"algorithm (default svnr); one of {list_algorithms()}")
     tr.add_argument("--run-dir", default=None, help="output folder (default runs/<env>-<time>)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     tr.add_argument("--no-progress", action="store_true", help="no progress line per chunk")
     tr.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
-    _add_config_options(tr)
+    _add_config_options(tr, algo)
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint per execution mode",
-                        description="Mean ± std over seeds of the episode return per execution mode: "
-                                    "shared_seed (a), deterministic (b), negotiate (c).")
+                        description="Mean ± std over seeds of the episode return per execution mode of the run's "
+                                    "algorithm (SVNR: shared_seed (a), deterministic (b), negotiate (c)).")
     ev.add_argument("run_dir", help="a folder written by `svnr train`")
     ev.add_argument("--episodes", type=int, default=None, help="episodes per mode and seed (default: the run's)")
-    ev.add_argument("--modes", nargs="+", default=list(EXEC_MODES), choices=EXEC_MODES, help="execution modes")
+    ev.add_argument("--modes", nargs="+", default=None,
+                    help="execution modes (default: every mode of the run's algorithm)")
     ev.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     rd = sub.add_parser("render", help="GIF of one episode of a MaMuJoCo run's latest checkpoint",
                         description="Roll out the policy of a run's latest checkpoint for one episode in an "
@@ -145,20 +181,28 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("run_dir", help="a folder written by `svnr train` on a MaMuJoCo env")
     rd.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds (default 0)")
     rd.add_argument("--steps", type=int, default=200, help="env steps to roll out = frames (default 200)")
-    rd.add_argument("--mode", default="deterministic", choices=("shared_seed", "deterministic"),
-                    help="execution mode (default deterministic)")
+    rd.add_argument("--mode", default=None,
+                    help="execution mode (default: deterministic where the algorithm has it, else its test mode)")
     rd.add_argument("--out", default=None, help="output GIF path (default RUN_DIR/render.gif)")
     rd.add_argument("--seed", type=int, default=0, help="rollout seed (reset noise, shared-seed noise)")
     rd.add_argument("--height", type=int, default=240, help="frame height in pixels")
     rd.add_argument("--width", type=int, default=320, help="frame width in pixels")
     rd.add_argument("--fps", type=float, default=30.0, help="GIF frames per second")
+    sub.add_parser("algos", help="list the registered algorithms with their execution modes")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``svnr`` console script. Returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    algo, given = _algo_of(argv)
+    if algo is not None and algo not in list_algorithms():
+        build_parser().error(f"unknown algorithm {algo!r}; registered algorithms: {list_algorithms()}")
+    parser = build_parser(algo or "svnr")
     args = parser.parse_args(argv)
+    args.algo_given = given
+    if args.command == "algos":
+        return _algos()
     if args.command == "train":
         return _train(parser, args)
     if args.command == "render":
@@ -178,12 +222,15 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
     if args.resume and not args.run_dir:
         parser.error("--resume needs --run-dir")
-    run_dir = args.run_dir or os.path.join("runs", f"{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
-    from svnr_jax.training import run
+    run_dir = args.run_dir or os.path.join("runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from svnr_jax.runner import run
 
-    print(f"training {config.env}: {config.num_seeds} seed(s), {config.iterations} iterations -> {run_dir}",
-          file=sys.stderr)
-    result = run(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"training {config.algo} on {config.env}: {config.num_seeds} seed(s), {config.iterations} iterations "
+          f"-> {run_dir}", file=sys.stderr)
+    try:
+        result = run(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    except ValueError as e:  # e.g. a topology mask of the wrong size for the env, a checkpoint of another layout
+        parser.error(str(e))
     print(result.message, file=sys.stderr)
     return {"finished": 0, "interrupted": 130, "nonfinite": 1}[result.status]
 
@@ -193,10 +240,15 @@ def _eval(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"{args.run_dir!r} is not a run folder (no config.json)")
     if args.episodes is not None and args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    from svnr_jax.training import evaluate_run
+    from svnr_jax.runner import evaluate_run
 
-    res = evaluate_run(args.run_dir, episodes=args.episodes, modes=tuple(args.modes), seed=args.seed)
-    print(f"{res['env']} @ iteration {res['iteration']} ({res['episodes']} episodes per mode and seed)")
+    try:
+        modes = None if args.modes is None else tuple(args.modes)
+        res = evaluate_run(args.run_dir, episodes=args.episodes, modes=modes, seed=args.seed)
+    except ValueError as e:  # an unknown mode for this algorithm, a checkpoint of another layout
+        parser.error(str(e))
+    print(f"{res['algo']} on {res['env']} @ iteration {res['iteration']} ({res['episodes']} episodes per mode and "
+          "seed)")
     for mode, r in res["returns"].items():
         print(f"  {mode:<14} {r['mean']:9.3f} ± {r['std']:.3f}")
     with open(os.path.join(args.run_dir, "eval.json"), "w") as f:
@@ -224,33 +276,29 @@ def _render(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
+    from svnr_jax.acting import agent_policy, rollout
     from svnr_jax.envs.mamujoco.render import render_trajectory, save_video
-    from svnr_jax.training import load_run
+    from svnr_jax.runner import load_run
 
     config, trainer, state, step = load_run(args.run_dir)
     setup = trainer.setup
     env, agent = setup.eval_env, setup.agent
+    mode = args.mode or ("deterministic" if "deterministic" in agent.modes else agent.test_mode)
+    try:
+        agent.check_mode(mode)
+    except ValueError as e:
+        parser.error(str(e))
     ts = jax.tree.map(lambda x: x[args.seed_index], state)
-    mode, steps = args.mode, args.steps
 
     @jax.jit
     def episode(learner, iteration, key):
-        # keys as in training.rollout (episode 0 of key)
-        shared = jax.random.fold_in(key, 0)
-        alpha = agent.alpha(iteration)
+        record = lambda st, nxt: (st.env_state.data.qpos, st.env_state.data.qvel, nxt.done)
+        return rollout(env, agent_policy(agent, learner, iteration, mode), key, 1, horizon=args.steps,
+                       record=record).records
 
-        def one(st, _):
-            data = st.env_state.data
-            act = agent.act(learner, st.obs, st.global_state, shared, st.time, alpha, mode)
-            nxt = env.step(st, act, jax.random.fold_in(shared, st.time + 2**20))
-            return nxt, (data.qpos, data.qvel, nxt.done)
-
-        _, traj = jax.lax.scan(one, env.reset(jax.random.fold_in(shared, 2**30)), None, length=steps)
-        return traj
-
-    qpos, qvel, done = jax.device_get(episode(ts.learner, ts.iteration, jax.random.key(args.seed)))
+    qpos, qvel, done = (x[0] for x in jax.device_get(episode(ts.learner, ts.iteration, jax.random.key(args.seed))))
     ended = np.flatnonzero(done)
-    n = int(ended[0]) + 1 if ended.size else steps  # frame t = state before step t; stop at episode end
+    n = int(ended[0]) + 1 if ended.size else args.steps  # frame t = state before step t; stop at episode end
     model = env.unwrapped.mj_model
     import mujoco
 
@@ -258,9 +306,17 @@ def _render(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     frames = render_trajectory(model, qpos[:n], qvel[:n], height=args.height, width=args.width, camera=camera)
     out = args.out or os.path.join(args.run_dir, "render.gif")
     save_video(frames, out, fps=args.fps)
-    print(f"{config.env} @ iteration {step * config.chunk_iterations}, seed {args.seed_index}, {mode}: "
-          f"{len(frames)} frames", file=sys.stderr)
+    print(f"{config.algo} on {config.env} @ iteration {step * config.chunk_iterations}, seed {args.seed_index}, "
+          f"{mode}: {len(frames)} frames", file=sys.stderr)
     print(out)
+    return 0
+
+
+def _algos() -> int:
+    for name in list_algorithms():
+        config_cls, agent_cls = get_algorithm(name)
+        print(f"{name:<10} config {config_cls.__name__:<14} modes {', '.join(agent_cls.modes)} "
+              f"(test: {agent_cls.test_mode}; in-scan eval: {', '.join(agent_cls.eval_modes)})")
     return 0
 
 

@@ -8,6 +8,7 @@ Small pure functions on one example (``soft_value``, ``critic_target``, ``surrog
 from __future__ import annotations
 
 import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,6 @@ from svnr_jax.kernels import masked_svgd_direction, tanh_correction
 from svnr_jax.networks import CriticNet, PolicyNet
 from svnr_jax.replay import Transition
 from svnr_jax.types import Array, PRNGKey
-
 
 # ----------------------------------------------------------------------------------------- soft value
 

@@ -16,3 +16,21 @@ def tiny_train_args(env: str, run_dir: str, *, envs: int, iterations: int, batch
             "--chunk-iterations", str(iterations), "--eval-every", str(iterations), "--batch-size", str(batch),
             "--buffer-size", str(buffer), "--warmup-iterations", "1", "--eval-episodes", str(episodes),
             "--num-particles", "4", "--policy-hidden", str(hidden), "--critic-hidden", str(hidden), "--no-progress"]
+
+
+def tiny_algo_config(algo: str) -> dict:
+    """Small settings of any registered algorithm's config, for fast tests: hidden sizes (8,), particle and
+    sample counts 4 (a new algorithm is covered without listing it here)."""
+    import dataclasses
+
+    from svnr_jax.algorithms import get_algorithm
+
+    config_cls, _ = get_algorithm(algo)
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if isinstance(f.default, tuple) and f.default and all(isinstance(h, int) for h in f.default):
+            out[f.name] = (8,)
+        elif isinstance(f.default, int) and not isinstance(f.default, bool) and (
+                "particles" in f.name or "samples" in f.name):
+            out[f.name] = 4
+    return out

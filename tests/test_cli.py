@@ -1,23 +1,25 @@
 """The svnr CLI: help, validation before compiling, train + eval of a tiny run."""
 
+import dataclasses
 import json
 
 import pytest
 from conftest import tiny_train_args
 
 from svnr_jax import cli
-from svnr_jax.config import SVNRConfig, TrainConfig, field_docs, make_config, preset
+from svnr_jax.algorithms.svnr import SVNRConfig
+from svnr_jax.config import TrainConfig, field_docs, make_config, preset
 
 
 @pytest.mark.parametrize(
     "argv, name",
     [
-        (["--env", "max_of_three", "--num-particles", "7"], "svnr.num_particles=7"),
-        (["--env", "max_of_three", "--alpha-min", "50"], "svnr.alpha_min=50.0"),
+        (["--env", "max_of_three", "--num-particles", "7"], "algo_config.num_particles=7"),
+        (["--env", "max_of_three", "--alpha-min", "50"], "algo_config.alpha_min=50.0"),
         (["--env", "nope"], "env='nope'"),
         (["--env", "max_of_three", "--iterations", "333"], "iterations=333"),
         (["--env", "max_of_three", "--env-config", "bogus=1"], "env_config"),
-        (["--env", "max_of_three", "--gamma", "1.5"], "svnr.gamma=1.5"),
+        (["--env", "max_of_three", "--gamma", "1.5"], "algo_config.gamma=1.5"),
     ],
 )
 def test_bad_values_rejected_before_compiling(argv, name, capsys):
@@ -40,20 +42,20 @@ def test_help_explains_every_option(capsys):
     out = capsys.readouterr().out
     for cls in (TrainConfig, SVNRConfig):
         docs = field_docs(cls)
-        assert set(docs) >= {f for f in cls.__dataclass_fields__ if f != "svnr"} - {"svnr"}
+        assert set(docs) >= {f.name for f in dataclasses.fields(cls)}
     assert "--num-particles" in out and "Negotiation sets" in out and "--seeds" in out
 
 
 def test_show_config_uses_preset_and_overrides(capsys):
     assert cli.main(["train", "--env", "max_of_three", "--seeds", "10", "--topology", "full", "--show-config"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["num_seeds"] == 10 and d["svnr"]["topology"] == "full"
+    assert d["num_seeds"] == 10 and d["algo_config"]["topology"] == "full"
     assert d["iterations"] == preset("max_of_three").iterations
 
 
 def test_config_validation_messages():
-    with pytest.raises(ValueError, match="svnr.topology='star'"):
-        make_config(env="max_of_two", svnr=dict(topology="star"))
+    with pytest.raises(ValueError, match="algo_config.topology='star'"):
+        make_config(env="max_of_two", algo_config=dict(topology="star"))
     with pytest.raises(ValueError, match="unknown config field"):
         make_config(env="max_of_two", bogus=1)
     with pytest.raises(ValueError, match="chunk_iterations"):

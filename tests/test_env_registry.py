@@ -13,7 +13,7 @@ import pytest
 
 from svnr_jax.envs import env_defaults, list_envs, make, wrap_for_training
 
-OUR_ENVS = {"max_of_two", "two_modalities", "max_of_three", "climbing", "penalty", "particle_gather"}
+OUR_ENVS = {"max_of_two", "two_modalities", "max_of_three", "single_peak", "climbing", "penalty", "particle_gather"}
 
 
 @pytest.fixture(autouse=True)

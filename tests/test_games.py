@@ -284,3 +284,78 @@ def test_plot_reward_landscape_and_cli(tmp_path, capsys):
         plot_reward_landscape("max_of_three", num_agents=3)
     assert main(["penalty", "--out", str(tmp_path), "--resolution", "8"]) == [str(tmp_path / "penalty.png")]
     assert capsys.readouterr().out.strip() == str(tmp_path / "penalty.png")
+
+
+# ---------------------------------------------------------------- single_peak (RO-free sanity game)
+
+
+def test_single_peak_exact_values_two_agents():
+    # r = 10 - Σ_i (a_i - c_i)² / 4 with c = (3, -2).
+    r = rewards("single_peak", [[3, -2], [0, 0], [3, 2], [-1, -2], [5, -2], [3, -3]])
+    np.testing.assert_allclose(r, [10.0, 10 - (9 + 4) / 4, 6.0, 6.0, 9.0, 9.75], rtol=1e-6)
+
+
+def test_single_peak_n_agents():
+    # c = (3, -2, 3) for three agents, (3, -2, 3, -2) for four.
+    r3 = rewards("single_peak", [[3, -2, 3], [0, 0, 0], [3, -2, 1], [-2, 3, -2]], num_agents=3)
+    np.testing.assert_allclose(r3, [10.0, 10 - (9 + 4 + 9) / 4, 9.0, 10 - 75 / 4], rtol=1e-6)
+    r4 = rewards("single_peak", [[3, -2, 3, -2], [-2, 3, -2, 3]], num_agents=4)
+    np.testing.assert_allclose(r4, [10.0, -15.0], rtol=1e-6)
+
+
+def test_single_peak_clips_actions():
+    # (15, -2) -> (10, -2): 10 - 49/4; (3, -20) -> (3, -10): 10 - 64/4; (-11, 12) -> (-10, 10): 10 - (169 + 144)/4.
+    r = rewards("single_peak", [[15, -2], [3, -20], [-11, 12], [10, -2]])
+    np.testing.assert_allclose(r, [-2.25, -6.0, -68.25, -2.25], rtol=1e-6)
+
+
+def test_single_peak_is_one_concave_peak():
+    env = make("single_peak", num_agents=3)
+    peak = jnp.array([[3.0], [-2.0], [3.0]])
+    grad = jax.jit(jax.grad(env.reward))(peak)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-6)
+    hess = jax.jit(jax.hessian(env.reward))(peak).reshape(3, 3)
+    np.testing.assert_allclose(hess, -0.5 * np.eye(3), atol=1e-6)  # negative definite everywhere in the box
+    assert make("single_peak").special_points() == {"global": [(3.0, -2.0)], "local": [], "trap": []}
+    assert env.special_points()["global"] == [(3.0, -2.0, 3.0)]
+
+
+@pytest.mark.parametrize("num_agents", [2, 3])
+def test_single_peak_spec_and_one_step_episode(num_agents):
+    env = make("single_peak", num_agents=num_agents)
+    spec = env.spec
+    assert (spec.name, spec.num_agents, spec.episode_length) == ("single_peak", num_agents, 1)
+    assert (spec.best_team_reward, spec.best_return, spec.action_low, spec.action_high) == (10, 10, -10, 10)
+    assert spec.obs_sizes == spec.action_sizes == (1,) * num_agents and spec.state_size == 1
+    first = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 2))
+    np.testing.assert_array_equal(first.obs, np.ones((2, num_agents, 1)))
+    assert not np.any(first.terminated) and np.all(first.time == 0)
+    peak = np.where(np.arange(num_agents) % 2 == 0, 3.0, -2.0)[:, None]
+    actions = jnp.stack([jnp.asarray(peak, jnp.float32), jnp.zeros((num_agents, 1))])
+    nxt = jax.jit(jax.vmap(env.step))(first, actions, jax.random.split(jax.random.key(2), 2))
+    expected_zero = 10 - np.sum(peak**2) / 4
+    np.testing.assert_allclose(nxt.reward, [10.0, expected_zero], rtol=1e-6)
+    assert np.all(nxt.terminated) and not np.any(nxt.truncated) and np.all(nxt.time == 1)
+
+
+def test_single_peak_is_listed():
+    from svnr_jax.envs.games import GAME_NAMES
+
+    assert "single_peak" in GAME_NAMES
+    assert make("single_peak").spec.num_agents == 2
+
+
+@pytest.mark.parametrize("bad", [1, 0, -2, 2.5, True, "3", None])
+def test_single_peak_rejects_bad_num_agents(bad):
+    match = r"single_peak: num_agents must be an integer >= 2, got " + re.escape(repr(bad))
+    with pytest.raises(ValueError, match=match):
+        make("single_peak", num_agents=bad)
+
+
+def test_plot_reward_landscape_single_peak(tmp_path):
+    from svnr_jax.plotting import plot_reward_landscape, reward_grid
+
+    xs, z = reward_grid(make("single_peak"), 5)  # xs = -10, -5, 0, 5, 10; z[j, i] = r(xs[i], xs[j])
+    assert z[2, 2] == 6.75 and z[2, 3] == 10 - (4 + 4) / 4  # (0, 0) and (5, 0)
+    ax = plot_reward_landscape("single_peak", path=tmp_path / "s.png", resolution=16)
+    assert (tmp_path / "s.png").stat().st_size > 0 and ax.get_xlim() == (-10.0, 10.0)

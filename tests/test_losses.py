@@ -125,8 +125,7 @@ def test_policy_step_moves_particles_along_svgd_direction(topology_mask):
 
 
 def test_temperature_schedules():
-    from svnr_jax.algorithms.svnr import temperature
-    from svnr_jax.config import SVNRConfig
+    from svnr_jax.algorithms.svnr import SVNRConfig, temperature
 
     f = lambda sched, it: float(jax.jit(lambda i: temperature(
         SVNRConfig(alpha_init=10.0, alpha_min=0.1, alpha_schedule=sched, alpha_anneal_fraction=0.5), i, 100))(it))
@@ -138,8 +137,7 @@ def test_temperature_schedules():
 
 @pytest.mark.parametrize("proposal, twin", [("mixture", True)])
 def test_update_with_twin_critics_and_mixture_proposal(proposal, twin):
-    from svnr_jax.algorithms.svnr import SVNR
-    from svnr_jax.config import SVNRConfig
+    from svnr_jax.algorithms.svnr import SVNR, SVNRConfig
     from svnr_jax.envs import make
 
     spec = make("particle_gather").spec
@@ -151,7 +149,7 @@ def test_update_with_twin_critics_and_mixture_proposal(proposal, twin):
     batch = Transition(jax.random.normal(ks[0], (b, n, o)), jax.random.normal(ks[1], (b, s)),
                        jax.random.uniform(ks[2], (b, n, a), minval=-1, maxval=1), jnp.ones((b,)),
                        jax.random.normal(ks[3], (b, n, o)), jnp.zeros((b, s)), jnp.zeros((b,)))
-    new, m = jax.jit(agent.update)(ls, batch, jax.random.key(2), 0.5)
+    new, m = jax.jit(agent.update)(ls, batch, jax.random.key(2), 0)  # iteration 0
     assert all(np.isfinite(float(v)) for v in m.values())
     assert jax.tree.leaves(new.critic_params)[0].shape[0] == (2 if twin else 1)
     assert int(new.updates) == 1

@@ -4,8 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from svnr_jax.algorithms.svnr import SVNR
-from svnr_jax.config import SVNRConfig
+from svnr_jax.algorithms.svnr import SVNR, SVNRConfig
 from svnr_jax.envs import make
 from svnr_jax.negotiation import topology_mask
 from svnr_jax.networks import make_critic, make_policy
@@ -50,13 +49,13 @@ def test_shared_seed_execution_is_decentralised():
     ls = agent.init(jax.random.key(0))
     obs, state = jnp.ones((3, 1)), jnp.ones((1,))
     shared, t = jax.random.key(7), jnp.asarray(4)
-    joint = jax.jit(lambda ls: agent.act(ls, obs, state, shared, t, 1.0))(ls)
+    joint = jax.jit(lambda ls: agent.act(ls, obs, state, shared, t, 0))(ls)
     own = jnp.stack([agent.agent_action(ls.policy_params, i, obs[i], shared, t) for i in range(3)])
     np.testing.assert_allclose(joint, own, rtol=1e-6)
-    det = agent.act(ls, obs, state, shared, t, 1.0, "deterministic")
-    again = agent.act(ls, obs, state, jax.random.key(8), t + 1, 1.0, "deterministic")
+    det = agent.act(ls, obs, state, shared, t, 0, "deterministic")
+    again = agent.act(ls, obs, state, jax.random.key(8), t + 1, 0, "deterministic")
     np.testing.assert_allclose(det, again)  # ξ = 0 ignores the key
-    neg = jax.jit(lambda ls: agent.act(ls, obs, state, shared, t, 1.0, "negotiate"))(ls)
+    neg = jax.jit(lambda ls: agent.act(ls, obs, state, shared, t, 0, "negotiate"))(ls)
     assert neg.shape == (3, 1) and bool(jnp.all(jnp.abs(neg) <= 1.0))
 
 
@@ -79,7 +78,7 @@ def test_noise_skip_initial_policy_is_centred_and_spread():
 
 
 def test_leader_lr_scale_slows_the_leader():
-    from svnr_jax.losses import Transition
+    from svnr_jax.replay import Transition
 
     env = make("two_modalities")
     agent = SVNR(env.spec, SVNRConfig(policy_hidden=(8,), critic_hidden=(8,), num_particles=4, leader_lr_scale=0.1,
@@ -89,7 +88,7 @@ def test_leader_lr_scale_slows_the_leader():
     b = 4
     batch = Transition(jnp.ones((b, 2, 1)), jnp.ones((b, 1)), jnp.zeros((b, 2, 1)), jnp.ones((b,)),
                        jnp.ones((b, 2, 1)), jnp.ones((b, 1)), jnp.ones((b,)))
-    new, _ = jax.jit(agent.update)(ls, batch, jax.random.key(1), 1.0)
+    new, _ = jax.jit(agent.update)(ls, batch, jax.random.key(1), 0)
     d = jax.tree.map(lambda x, y: jnp.max(jnp.abs(x - y), axis=tuple(range(1, x.ndim))), new.policy_params,
                      ls.policy_params)
     step = np.max(np.stack(jax.tree.leaves(d)), axis=0)  # [N] largest parameter change per agent

@@ -1,4 +1,5 @@
-"""make_train / host runner: smoke, retrace guard, determinism, learning, checkpoint→resume, sharding."""
+"""SVNR through the training loop and the host runner: smoke, determinism, learning, checkpoint→resume, sharding,
+signals. (Every registered algorithm gets the registry-parametrised checks of test_algorithms.py.)"""
 
 import os
 import subprocess
@@ -10,19 +11,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from svnr_jax import training
+from svnr_jax import checkpoint, runner, training
 from svnr_jax.config import make_config, preset
 
 TINY = dict(env="max_of_two", num_envs=8, iterations=40, eval_every=20, chunk_iterations=20, batch_size=16,
             buffer_size=512, warmup_iterations=2, eval_episodes=8, num_seeds=2,
-            svnr=dict(num_particles=8, policy_hidden=(16, 16), critic_hidden=(16, 16), value_samples=8,
-                      alpha_schedule="exponential", alpha_init=5.0, alpha_min=1.0, gamma=0.9))
+            algo_config=dict(num_particles=8, policy_hidden=(16, 16), critic_hidden=(16, 16), value_samples=8,
+                             alpha_schedule="exponential", alpha_init=5.0, alpha_min=1.0, gamma=0.9))
 
 
 def tiny(**over):
     d = dict(TINY)
-    svnr = {**d.pop("svnr"), **over.pop("svnr", {})}
-    return make_config(svnr=svnr, **{**d, **over})
+    algo = {**d.pop("algo_config"), **over.pop("algo_config", {})}
+    return make_config("svnr", algo, **{**d, **over})
 
 
 @pytest.fixture(scope="session")
@@ -55,22 +56,10 @@ def test_same_seed_same_result_different_seeds_differ(tiny_run):
     assert not np.allclose(a.metrics["critic_loss"][0], a.metrics["critic_loss"][1])
 
 
-def test_retrace_guard():
-    cfg = tiny(iterations=60, seed=1)  # the resume test's config: make_trainer's cache shares the compile
-    trainer = training.make_trainer(cfg)
-    state = trainer.init(training.seed_keys(cfg))
-    state, _ = trainer.chunk(state)
-    count = training.TRACE_COUNTS["train_step"]
-    for _ in range(2):
-        state, (m, _) = trainer.chunk(state)
-    jax.block_until_ready(m)
-    assert training.TRACE_COUNTS["train_step"] == count
-
-
 def test_learns_global_peak_of_max_of_two():
     """Most of 3 vmapped seeds reach the narrow global peak (10 at (5,5)) rather than the wide local one."""
     cfg = preset("max_of_two", num_envs=16, iterations=800, chunk_iterations=800, eval_every=400, batch_size=32,
-                 eval_episodes=64, num_seeds=3, svnr=dict(num_particles=16, alpha_init=30.0))
+                 eval_episodes=64, num_seeds=3, algo_config=dict(num_particles=16, alpha_init=30.0))
     out = jax.device_get(jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg)))
     final = out.eval["eval_deterministic"][:, -1]
     assert np.sum(final > 8.0) >= 2, final
@@ -78,25 +67,26 @@ def test_learns_global_peak_of_max_of_two():
 
 def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     cfg = tiny(iterations=60, seed=1)
-    full = training.run(cfg, str(tmp_path / "full"), progress=False)
-    part = training.run(cfg, str(tmp_path / "part"), max_chunks=1, progress=False)
+    full = runner.run(cfg, str(tmp_path / "full"), progress=False)
+    part = runner.run(cfg, str(tmp_path / "part"), max_chunks=1, progress=False)
     assert part.status == "interrupted" and part.chunks_done == 1
-    resumed = training.run(cfg, str(tmp_path / "part"), resume=True, progress=False)
+    resumed = runner.run(cfg, str(tmp_path / "part"), resume=True, progress=False)
     assert full.status == resumed.status == "finished" and resumed.chunks_done == 3
-    jax.tree.map(np.testing.assert_array_equal, training.to_saveable(full.state), training.to_saveable(resumed.state))
+    jax.tree.map(np.testing.assert_array_equal, checkpoint.to_saveable(full.state),
+                 checkpoint.to_saveable(resumed.state))
     # metrics files hold each iteration exactly once
     import csv
 
     with open(tmp_path / "part" / "metrics.csv") as f:
         its = sorted({int(r["iteration"]) for r in csv.DictReader(f)})
     assert its == list(range(60))
-    ev = training.evaluate_run(str(tmp_path / "part"), episodes=4, modes=("shared_seed", "deterministic"))
+    ev = runner.evaluate_run(str(tmp_path / "part"), episodes=4, modes=("shared_seed", "deterministic"))
     assert set(ev["returns"]) == {"shared_seed", "deterministic"}
 
 
 def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
-    cfg = tiny(seed=2, num_seeds=1, svnr=dict(reward_scale=1e30))
-    res = training.run(cfg, str(tmp_path), progress=False)
+    cfg = tiny(seed=2, num_seeds=1, algo_config=dict(reward_scale=1e30))
+    res = runner.run(cfg, str(tmp_path), progress=False)
     assert res.status == "nonfinite"
     assert "non-finite" in res.message and "no checkpoint" in res.message
 
@@ -109,7 +99,7 @@ def test_seeds_sharded_over_two_host_devices():
         assert len(jax.devices()) == 2
         cfg = make_config(env="max_of_two", num_envs=4, iterations=20, eval_every=20, chunk_iterations=20,
                           batch_size=8, buffer_size=256, warmup_iterations=1, eval_episodes=4, num_seeds=2,
-                          svnr=dict(num_particles=4, policy_hidden=(8,), critic_hidden=(8,), gamma=0.0))
+                          algo_config=dict(num_particles=4, policy_hidden=(8,), critic_hidden=(8,), gamma=0.0))
         tr = training.make_trainer(cfg)
         assert tr.sharding is not None
         st, (m, e) = tr.chunk(tr.init(jax.device_put(training.seed_keys(cfg), tr.sharding)))
@@ -155,9 +145,9 @@ def test_checkpoint_round_trip_with_zero_size_and_key_leaves(tmp_path):
     """MJX states carry zero-size arrays (``Data.act`` without activations) that orbax refuses to save."""
     tree = {"act": jnp.zeros((2, 0), jnp.float32), "w": jnp.arange(6.0).reshape(2, 3),
             "key": jax.random.split(jax.random.key(3), 2)}
-    manager = training._checkpoint_manager(str(tmp_path))
-    training.save_checkpoint(manager, 1, tree)
-    restored, step = training.restore_checkpoint(manager, tree)
+    manager = checkpoint.manager(str(tmp_path))
+    checkpoint.save(manager, 1, tree, algo="svnr")
+    restored, step = checkpoint.restore(manager, tree, algo="svnr")
     assert step == 1 and restored["act"].shape == (2, 0)
     np.testing.assert_array_equal(restored["w"], tree["w"])
     np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(tree["key"]))

@@ -1,5 +1,8 @@
-"""Learners: SVNR (and, later, the baselines) sharing networks, losses and replay."""
+"""Algorithms: one module each (config + agent), registered by name; the contract is in :mod:`.base`.
 
-from svnr_jax.algorithms.svnr import SVNR, LearnerState, temperature
+``list_algorithms()`` names them; ``get_algorithm(name) -> (Config, Agent)``; ``make_agent(name, spec, config)``.
+"""
 
-__all__ = ["SVNR", "LearnerState", "temperature"]
+from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, get_algorithm, list_algorithms, make_agent, register
+
+__all__ = ["EXPLORE", "AlgoConfig", "Agent", "get_algorithm", "list_algorithms", "make_agent", "register"]

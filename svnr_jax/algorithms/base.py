@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
 from svnr_jax.envs.base import EnvSpec
@@ -64,7 +64,10 @@ def is_num(x: Any) -> bool:
 @dataclasses.dataclass(frozen=True)
 class AlgoConfig:
     """Base of every algorithm's config: a frozen (hashable) dataclass whose fields carry attribute
-    docstrings (the CLI's help). Subclasses override :meth:`check` (call ``super().check()``)."""
+    docstrings (the CLI's help). Subclasses override :meth:`check` (call ``super().check()``) and may list
+    the allowed strings of a field in ``choices`` (the CLI offers them)."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def check(self) -> None:
         """Raise ``ValueError`` (via :func:`bad_value`, prefixing names with ``algo_config.``) on a bad value.
@@ -125,7 +128,7 @@ class Agent:
 
     def __init__(self, spec: EnvSpec, config: AlgoConfig, total_iterations: int = 1):
         self.spec, self.config, self.total_iterations = spec, config, int(total_iterations)
-        self.action_mask = jnp.asarray(spec.action_mask, jnp.float32)
+        self.action_mask = np.asarray(spec.action_mask, np.float32)  # numpy: a compile-time constant
 
     def init(self, key: PRNGKey) -> Any:
         raise NotImplementedError
@@ -186,7 +189,7 @@ def temperature_schedule(kind: str, init: float, end: float, anneal_iterations: 
 
 _REGISTRY: dict[str, tuple[type[AlgoConfig], type[Agent]]] = {}
 #: Modules whose import registers an algorithm; a new algorithm adds its module here.
-_BUILTIN_MODULES = ("svnr_jax.algorithms.svnr", "svnr_jax.algorithms.masql", "svnr_jax.algorithms.maddpg")
+_BUILTIN_MODULES = ("svnr_jax.algorithms.svnr", "svnr_jax.algorithms.maddpg")
 _loaded = False
 
 

@@ -1,7 +1,8 @@
-"""The SVNR learner (SPEC §4–5): init, one gradient update, temperature schedule, execution modes.
+"""The SVNR agent (SPEC §4–5): its config, init, one gradient update, temperature schedule, execution modes.
 
 ``SVNR(spec, config, total_iterations)`` is static configuration (closed over by the training loop);
-every method is a pure function of explicit pytree state and keys.
+every method is a pure function of explicit pytree state and keys (the contract of
+:mod:`svnr_jax.algorithms.base`). Data collection (``mode="explore"``) executes mode (a).
 
 Execution modes (SPEC §4):
 
@@ -16,20 +17,135 @@ Execution modes (SPEC §4):
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
 
-from svnr_jax.config import EXEC_MODES, SVNRConfig
+from svnr_jax.algorithms.base import (
+    EXPLORE,
+    SCHEDULES,
+    Agent,
+    AlgoConfig,
+    adam,
+    gradient_step,
+    is_int,
+    is_num,
+    register,
+    temperature_schedule,
+)
 from svnr_jax.envs.base import EnvSpec
-from svnr_jax.losses import Transition, critic_loss, policy_loss
-from svnr_jax.negotiation import negotiate, topology_mask
+from svnr_jax.losses import critic_loss, policy_loss
+from svnr_jax.negotiation import TOPOLOGIES, negotiate, topology_mask
 from svnr_jax.networks import make_critic, make_policy
+from svnr_jax.replay import Transition
 from svnr_jax.types import Array, PRNGKey
 
 ACTION_CLIP = 1.0 - 1e-4
+PROPOSALS = ("uniform", "mixture")
+EXEC_MODES = ("shared_seed", "deterministic", "negotiate")
+
+
+@dataclasses.dataclass(frozen=True)
+class SVNRConfig(AlgoConfig):
+    """Hyperparameters of the SVNR learner (SPEC §4–5)."""
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"alpha_schedule": SCHEDULES, "value_proposal": PROPOSALS}
+
+    topology: str | tuple[tuple[int, ...], ...] = "nested"
+    """Negotiation sets C_i: nested (C_i = {1..i}, default), full, independent, ring, or a custom [N, N] 0/1 mask
+    (row i = C_i, diagonal 1; on the command line rows separated by ';', e.g. 1,0;1,1)."""
+    num_particles: int = 32
+    """M: joint-action particles drawn per state for the amortized SVGD update (split half fixed, half updated)."""
+    bandwidth: float = 0.0
+    """RBF kernel bandwidth h; 0 selects the per-agent median heuristic (SPEC §2)."""
+    policy_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of each agent's generator g_ψi(o_i, ξ_{C_i})."""
+    critic_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the joint soft critic Q(s, u)."""
+    noise_dim: int = 0
+    """Size of each agent's noise ξ_j; 0 means the padded per-agent action size."""
+    policy_init_scale: float = 1.0
+    """[ours] Gain of the generator's first-layer init: larger spreads the initial particles over more of [-1, 1]."""
+    output_init_scale: float = 1.0
+    """[ours] Gain of the generator's output-layer init (pre-tanh); larger = wider initial action spread."""
+    noise_skip: float = 0.0
+    """[ours] Init gain of a learnable linear path from agent i's own noise ξ_i to its pre-tanh action (0 = off):
+    the initial policy ≈ tanh(noise_skip·ξ_i), centred and spread whatever the observation."""
+    twin_critic: bool = False
+    """[ours] Two critics; the soft value and the policy score use their minimum."""
+    value_samples: int = 64
+    """M_v: action samples for the importance-sampled soft value V(s')."""
+    value_proposal: str = "uniform"
+    """Soft-value proposal: uniform on [-1,1]^D (SQL), or mixture: uniform + KDE of policy particles [ours]."""
+    mixture_weight: float = 0.5
+    """[ours] Weight of the uniform component in the mixture proposal, in (0, 1]."""
+    mixture_std: float = 0.1
+    """[ours] Standard deviation of the Gaussian kernels around the policy's particles in the mixture proposal."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    tau: float = 0.005
+    """Polyak rate of the target critic."""
+    policy_lr: float = 1e-3
+    """Adam learning rate of the generators."""
+    leader_lr_scale: float = 1.0
+    """[ours] Agent i's policy step is scaled by leader_lr_scale^((N-1-i)/(N-1)): < 1 makes the nested leaders
+    (small C_i) learn slower than the followers, which must track their conditionals (time-scale separation)."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critic."""
+    grad_clip: float = 10.0
+    """Global gradient-norm clip for both optimisers; 0 disables it."""
+    alpha_init: float = 1.0
+    """Temperature α at the start (the target policy is ∝ exp(Q/α))."""
+    alpha_min: float = 1.0
+    """Temperature α at the end of the schedule."""
+    alpha_schedule: str = "constant"
+    """Temperature schedule: constant (alpha_init), linear or exponential from alpha_init to alpha_min."""
+    alpha_anneal_fraction: float = 1.0
+    """Fraction of the training iterations over which α reaches alpha_min (then held)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before entering the critic (reported returns are unscaled)."""
+    negotiation_rounds: int = 10
+    """K: rounds of explicit negotiation in execution mode 'negotiate'."""
+    negotiation_step: float = 3e-3
+    """ε: step size of explicit negotiation in execution mode 'negotiate' (scaled by α [ours])."""
+
+    def check(self) -> None:
+        """Validate every field (``ValueError`` naming ``algo_config.<field>``)."""
+        super().check()
+        if isinstance(self.topology, str):
+            self.require("topology", self.topology in TOPOLOGIES, f"one of {list(TOPOLOGIES)} or an [N, N] 0/1 mask")
+        else:
+            rows = self.topology
+            ok = (isinstance(rows, tuple) and rows and all(isinstance(r, tuple) and len(r) == len(rows) for r in rows)
+                  and all(v in (0, 1) and not isinstance(v, float) for r in rows for v in r)
+                  and all(rows[i][i] == 1 for i in range(len(rows))))
+            self.require("topology", bool(ok), f"one of {list(TOPOLOGIES)} or a square 0/1 mask with a diagonal of 1")
+        self.require("num_particles", is_int(self.num_particles) and self.num_particles >= 4
+                     and self.num_particles % 2 == 0, "an even integer >= 4 (half fixed, half updated)")
+        self.require("bandwidth", is_num(self.bandwidth) and self.bandwidth >= 0,
+                     "a number >= 0 (0 = median heuristic)")
+        self.require("noise_dim", is_int(self.noise_dim) and self.noise_dim >= 0, "an integer >= 0 (0 = action size)")
+        self.require("leader_lr_scale", is_num(self.leader_lr_scale) and 0 < self.leader_lr_scale <= 1,
+                     "a number in (0, 1]")
+        self.require("noise_skip", is_num(self.noise_skip) and self.noise_skip >= 0, "a number >= 0 (0 = off)")
+        self.positive("policy_init_scale", "output_init_scale", "mixture_std", "policy_lr", "critic_lr", "alpha_init",
+                      "alpha_min", "reward_scale", "negotiation_step")
+        self.positive_int("value_samples", "negotiation_rounds")
+        self.require("value_proposal", self.value_proposal in PROPOSALS, f"one of {list(PROPOSALS)}")
+        self.unit_interval("mixture_weight", low_open=True)
+        self.unit_interval("gamma")
+        self.unit_interval("tau", low_open=True)
+        self.require("grad_clip", is_num(self.grad_clip) and self.grad_clip >= 0, "a number >= 0 (0 = no clipping)")
+        self.require("alpha_schedule", self.alpha_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
+        self.require("alpha_min", self.alpha_min <= self.alpha_init, f"a number <= alpha_init={self.alpha_init}")
+        self.unit_interval("alpha_anneal_fraction", low_open=True)
+
+
 
 
 @struct.dataclass
@@ -53,37 +169,34 @@ class LearnerState:
 
 
 def temperature(config: SVNRConfig, iteration: Array, total_iterations: int) -> Array:
-    """α at ``iteration`` (SPEC §5): constant, linear or exponential from ``alpha_init`` to ``alpha_min``.
-
-    The schedule reaches ``alpha_min`` after ``alpha_anneal_fraction · total_iterations`` iterations and
-    stays there.
+    """α at ``iteration`` (SPEC §5): constant, linear or exponential from ``alpha_init`` to ``alpha_min``
+    (an optax schedule), reaching ``alpha_min`` after ``alpha_anneal_fraction · total_iterations`` iterations.
 
     Args:
       iteration: ``[]`` (int or float) training iteration.
     Returns:
       ``[]`` float32 temperature.
     """
-    a0, a1 = config.alpha_init, config.alpha_min
-    if config.alpha_schedule == "constant":
-        return jnp.asarray(a0, jnp.float32)
-    horizon = max(config.alpha_anneal_fraction * total_iterations, 1.0)
-    p = jnp.clip(jnp.asarray(iteration, jnp.float32) / horizon, 0.0, 1.0)
-    if config.alpha_schedule == "linear":
-        return a0 + (a1 - a0) * p
-    return a0 * (a1 / a0) ** p
+    schedule = temperature_schedule(config.alpha_schedule, config.alpha_init, config.alpha_min,
+                                    config.alpha_anneal_fraction * total_iterations)
+    return jnp.asarray(schedule(jnp.asarray(iteration, jnp.float32)), jnp.float32)
 
 
-class SVNR:
+class SVNR(Agent):
     """SVNR for one env spec.
 
     Args:
       spec: the env's :class:`~svnr_jax.envs.base.EnvSpec` (policies act in ``[-1, 1]``).
-      config: :class:`~svnr_jax.config.SVNRConfig`.
+      config: :class:`SVNRConfig`.
       total_iterations: training iterations (for the temperature schedule).
     """
 
+    modes = EXEC_MODES
+    eval_modes = ("shared_seed", "deterministic")
+    test_mode = "shared_seed"
+
     def __init__(self, spec: EnvSpec, config: SVNRConfig, total_iterations: int = 1):
-        self.spec, self.config, self.total_iterations = spec, config, int(total_iterations)
+        super().__init__(spec, config, total_iterations)
         n, a = spec.num_agents, spec.action_dim
         self.mask_np = topology_mask(config.topology, n)
         self.mask = self.mask_np  # numpy: a compile-time constant
@@ -93,9 +206,8 @@ class SVNR:
                                   out_scale=config.output_init_scale, noise_skip=config.noise_skip,
                                   action_mask=spec.action_mask)
         self.critic = make_critic(spec.state_size, n, a, hidden=config.critic_hidden, twin=config.twin_critic)
-        clip = [optax.clip_by_global_norm(config.grad_clip)] if config.grad_clip > 0 else []
-        self.policy_tx = optax.chain(*clip, optax.adam(config.policy_lr))
-        self.critic_tx = optax.chain(*clip, optax.adam(config.critic_lr))
+        self.policy_tx = adam(config.policy_lr, config.grad_clip)
+        self.critic_tx = adam(config.critic_lr, config.grad_clip)
         self.bandwidth = None if config.bandwidth == 0 else config.bandwidth
         # [ours] agent i's policy step is scaled by leader_lr_scale^((N-1-i)/(N-1)): with nested sets the
         # leaders (small C_i) move slower than the followers, who must track their conditionals.
@@ -116,40 +228,43 @@ class SVNR:
         """Temperature at a training iteration (see :func:`temperature`)."""
         return temperature(self.config, iteration, self.total_iterations)
 
-    def update(self, ls: LearnerState, batch: Transition, key: PRNGKey, alpha: Array) -> tuple[LearnerState, dict]:
-        """One gradient update: critic (soft Bellman) + Polyak target, then policy (amortized MP-SVGD).
+    def update(self, ls: LearnerState, batch: Transition, key: PRNGKey, iteration: Array
+               ) -> tuple[LearnerState, dict]:
+        """One gradient update at α(iteration): critic (soft Bellman) + Polyak target, then policy (amortized
+        MP-SVGD).
 
         Args:
-          ls: learner state. batch: :class:`Transition` with leading ``[B]``. key. alpha: ``[]``.
+          ls: learner state. batch: :class:`~svnr_jax.replay.Transition` with leading ``[B]``. key.
+          iteration: ``[]`` training iteration (temperature schedule).
         Returns:
           ``(new state, metrics dict of scalars)``.
         """
         c = self.config
+        alpha = self.alpha(iteration)
         k_critic, k_policy = jax.random.split(key)
-        ls, c_aux = self.update_critic(ls, batch, k_critic, alpha)
-        critic_params, critic_opt, target = ls.critic_params, ls.critic_opt, ls.target_params
-        (_, p_aux), p_grads = jax.value_and_grad(policy_loss, has_aux=True)(
-            ls.policy_params, critic_params, batch.obs, batch.state, k_policy, alpha,
-            policy=self.policy, critic=self.critic, mask=self.mask, action_mask=self.action_mask,
-            num_particles=c.num_particles, bandwidth=self.bandwidth)
-        p_upd, policy_opt = self.policy_tx.update(p_grads, ls.policy_opt, ls.policy_params)
+        ls, c_aux = self._update_critic(ls, batch, k_critic, alpha)
+        scale = None
         if c.leader_lr_scale != 1.0:  # per-agent step sizes (agent axis leads every leaf)
-            p_upd = jax.tree.map(lambda u: u * self.agent_lr[(...,) + (None,) * (u.ndim - 1)], p_upd)
-        policy_params = optax.apply_updates(ls.policy_params, p_upd)
-        new = LearnerState(policy_params, critic_params, target, policy_opt, critic_opt, ls.updates)
-        return new, {**c_aux, **p_aux, "alpha": alpha}
+            scale = lambda upd: jax.tree.map(lambda u: u * self.agent_lr[(...,) + (None,) * (u.ndim - 1)], upd)
+        policy_params, policy_opt, p_aux = gradient_step(
+            policy_loss, ls.policy_params, ls.policy_opt, self.policy_tx, ls.critic_params, batch.obs, batch.state,
+            k_policy, alpha, scale=scale, policy=self.policy, critic=self.critic, mask=self.mask,
+            action_mask=self.action_mask, num_particles=c.num_particles, bandwidth=self.bandwidth)
+        return ls.replace(policy_params=policy_params, policy_opt=policy_opt), {**c_aux, **p_aux, "alpha": alpha}
 
-    def update_critic(self, ls: LearnerState, batch: Transition, key: PRNGKey, alpha: Array
-                      ) -> tuple[LearnerState, dict]:
+    def pretrain(self, ls: LearnerState, batch: Transition, key: PRNGKey) -> tuple[LearnerState, dict]:
+        """One critic-only update at the initial temperature (the critic warm-up)."""
+        return self._update_critic(ls, batch, key, self.alpha(0))
+
+    def _update_critic(self, ls: LearnerState, batch: Transition, key: PRNGKey, alpha: Array
+                       ) -> tuple[LearnerState, dict]:
         """One critic step (soft Bellman loss) and the Polyak target update; the policy is unchanged."""
         c = self.config
-        (_, c_aux), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            ls.critic_params, ls.target_params, ls.policy_params, batch, key, alpha,
-            policy=self.policy, critic=self.critic, action_mask=self.action_mask, gamma=c.gamma,
+        critic_params, critic_opt, c_aux = gradient_step(
+            critic_loss, ls.critic_params, ls.critic_opt, self.critic_tx, ls.target_params, ls.policy_params, batch,
+            key, alpha, policy=self.policy, critic=self.critic, action_mask=self.action_mask, gamma=c.gamma,
             reward_scale=c.reward_scale, value_samples=c.value_samples, proposal=c.value_proposal,
             mixture_weight=c.mixture_weight, mixture_std=c.mixture_std)
-        c_upd, critic_opt = self.critic_tx.update(c_grads, ls.critic_opt, ls.critic_params)
-        critic_params = optax.apply_updates(ls.critic_params, c_upd)
         target = optax.incremental_update(critic_params, ls.target_params, c.tau)
         return ls.replace(critic_params=critic_params, target_params=target, critic_opt=critic_opt,
                           updates=ls.updates + 1), c_aux
@@ -170,24 +285,24 @@ class SVNR:
         noise = jax.random.normal(key, (num, self.spec.num_agents, self.policy.noise_dim))
         return jax.vmap(self.policy.apply, (None, None, 0))(policy_params, obs, noise)
 
-    def act(self, ls: LearnerState, obs: Array, state: Array, shared_key: PRNGKey, t: Array, alpha: Array,
-            mode: str = "shared_seed") -> Array:
+    def act(self, ls: LearnerState, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
+            mode: str = EXPLORE) -> Array:
         """Joint action ``[N, A]`` in ``[-1, 1]`` for one env under an execution mode.
 
         Args:
           ls: learner state. obs: ``[N, O]``. state: ``[S]`` (only mode c uses it, with the critic).
-          shared_key: the key all agents share. t: ``[]`` step index. alpha: ``[]`` (mode c).
-          mode: ``"shared_seed"``, ``"deterministic"`` or ``"negotiate"``.
+          key: the key all agents share (the episode's). t: ``[]`` step index. iteration: ``[]`` (α for mode c).
+          mode: ``"shared_seed"`` (= ``"explore"``), ``"deterministic"`` or ``"negotiate"``.
         """
-        if mode not in EXEC_MODES:
-            raise ValueError(f"unknown execution mode {mode!r}; allowed: {list(EXEC_MODES)}")
+        self.check_mode(mode)
         if mode == "deterministic":
             return self.policy.apply(ls.policy_params, obs, jnp.zeros((self.spec.num_agents, self.policy.noise_dim)))
-        xi = self.noise(shared_key, t)
-        if mode == "shared_seed":
+        xi = self.noise(key, t)
+        if mode in ("shared_seed", EXPLORE):
             return self.policy.apply(ls.policy_params, obs, xi)
         c = self.config
-        others = jax.random.normal(jax.random.fold_in(jax.random.fold_in(shared_key, t), 1),
+        alpha = self.alpha(iteration)
+        others = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, t), 1),
                                    (c.num_particles - 1, *xi.shape))
         noise = jnp.concatenate([xi[None], others])
         parts = jax.vmap(self.policy.apply, (None, None, 0))(ls.policy_params, obs, noise)
@@ -209,4 +324,6 @@ def param_count(tree) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
-__all__ = ["LearnerState", "SVNR", "param_count", "temperature"]
+register("svnr", SVNRConfig, SVNR)
+
+__all__ = ["EXEC_MODES", "PROPOSALS", "LearnerState", "SVNR", "SVNRConfig", "param_count", "temperature"]

@@ -15,10 +15,14 @@ clipped). With ``a = actions[:, 0]`` (``[N]``) and the sums running over agents:
   at -5) are deep traps (-90 for two agents).
 * ``max_of_three`` [ours]: ``r = max(fA, fB, fC)`` with ``fC = 2 - 0.5 · Σ_i (a_i / 4)²``, a broad low
   bump at the origin (reward 2, a local maximum: the ERO trap).
+* ``single_peak`` [ours, a sanity game without relative overgeneralisation]:
+  ``r = 10 - Σ_i (a_i - c_i)² / 4`` with ``c_i = 3`` for even ``i`` and ``c_i = -2`` for odd ``i``
+  (0-based), i.e. ``c = (3, -2, 3, -2, ...)``. One concave peak 10 at ``c``, no other local maximum and no
+  trap: any learner that climbs the reward should reach it (a learning test for the baselines).
 
 The N-agent versions of ``two_modalities`` and ``max_of_three`` (config ``num_agents``) sum the squared
 terms over every agent, so the peaks sit at ``+5·1`` and ``-5·1`` (every agent must agree) and keep
-height 10; the origin bump keeps height 2.
+height 10; the origin bump keeps height 2. ``single_peak`` takes ``num_agents`` too (peak at ``c``, height 10).
 
 Matrix games as continuous-action games [ours] (native actions in ``[-1, 1]``, clipped): each agent's
 action is mapped to a bin ``b = (a >= -1/3) + (a >= 1/3)``, i.e. bin 0 = ``[-1, -1/3)``,
@@ -43,7 +47,7 @@ from svnr_jax.envs.base import Array, Env, EnvSpec, State
 from svnr_jax.envs.registry import register
 
 #: The one-step games registered by this module (each has a 2-agent default config).
-GAME_NAMES: tuple[str, ...] = ("max_of_two", "two_modalities", "max_of_three", "climbing", "penalty")
+GAME_NAMES: tuple[str, ...] = ("max_of_two", "two_modalities", "max_of_three", "single_peak", "climbing", "penalty")
 
 #: Bin edges of the matrix games (float32, so that comparisons with float32 actions are exact).
 BIN_EDGES: tuple[float, float] = (float(np.float32(-1.0 / 3.0)), float(np.float32(1.0 / 3.0)))
@@ -199,6 +203,32 @@ class MaxOfThree(OneStepGame):
         return {"global": [(5.0, 5.0), (-5.0, -5.0)], "local": [(0.0, 0.0)], "trap": [(5.0, -5.0), (-5.0, 5.0)]}
 
 
+def single_peak_centre(num_agents: int) -> np.ndarray:
+    """The ``single_peak`` optimum ``c`` ``[N]`` float32: 3 for even (0-based) agents, -2 for odd ones."""
+    return np.where(np.arange(num_agents) % 2 == 0, 3.0, -2.0).astype(np.float32)
+
+
+class SinglePeak(OneStepGame):
+    """``single_peak`` [ours]: ``r = 10 - Σ_i (a_i - c_i)² / 4``, ``c = (3, -2, 3, -2, ...)``; one concave
+    peak 10 at ``c``, no trap (a relative-overgeneralisation-free sanity game)."""
+
+    def __init__(self, num_agents: int = 2):
+        n = _check_num_agents("single_peak", num_agents)
+        self.spec = _game_spec("single_peak", n, -10.0, 10.0, 10.0)
+        self.centre = single_peak_centre(n)
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {"num_agents": 2}
+
+    def reward(self, actions: Array) -> Array:
+        a = self._clip(actions)
+        return 10.0 - jnp.sum((a - jnp.asarray(self.centre)) ** 2) / 4.0
+
+    def special_points(self):
+        return {"global": [tuple(float(c) for c in self.centre)], "local": [], "trap": []}
+
+
 def action_bin(actions: Array) -> Array:
     """Matrix-game bin of continuous actions: 0 for ``[-1, -1/3)``, 1 for ``[-1/3, 1/3)``, 2 for
     ``[1/3, 1]`` (edges are the float32 values of ∓1/3; an action on an edge goes to the upper bin).
@@ -281,6 +311,7 @@ class Penalty(MatrixGame):
 register("max_of_two", MaxOfTwo)
 register("two_modalities", TwoModalities)
 register("max_of_three", MaxOfThree)
+register("single_peak", SinglePeak)
 register("climbing", Climbing)
 register("penalty", Penalty)
 
@@ -294,8 +325,10 @@ __all__ = [
     "MaxOfTwo",
     "OneStepGame",
     "Penalty",
+    "SinglePeak",
     "TwoModalities",
     "action_bin",
     "bin_centre",
     "penalty_payoff",
+    "single_peak_centre",
 ]

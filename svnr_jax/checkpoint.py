@@ -1,0 +1,146 @@
+"""Checkpoints (orbax): a pytree stored by tree path, with the algorithm's name and the layout beside it.
+
+A state is saved as a flat dict ``{"learner.policy_params.params.Dense_0.kernel": array, ...}`` (typed PRNG
+keys as their raw ``uint32`` data; zero-size leaves, which orbax refuses, left out and rebuilt from the
+template) plus JSON metadata: the algorithm name and every leaf's path, shape and dtype. Restoring checks
+both against the template, so a checkpoint of another algorithm or of a changed state layout fails with a
+message that names the difference instead of loading wrong weights.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = 2
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _path_name(path) -> str:
+    parts = []
+    for k in path:
+        if isinstance(k, jax.tree_util.DictKey):
+            parts.append(str(k.key))
+        elif isinstance(k, jax.tree_util.GetAttrKey):
+            parts.append(k.name)
+        elif isinstance(k, jax.tree_util.SequenceKey):
+            parts.append(str(k.idx))
+        else:  # FlattenedIndexKey and others
+            parts.append(str(getattr(k, "key", k)))
+    return ".".join(parts) or "root"
+
+
+def _leaves(tree) -> list[tuple[str, Any]]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    out = [(_path_name(p), x) for p, x in leaves]
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise ValueError("checkpoint: two leaves of the state share a path name")
+    return out
+
+
+def to_saveable(tree) -> dict[str, Any]:
+    """A pytree → ``{path: array}`` (keys as raw data, zero-size leaves left out)."""
+    return {n: (jax.random.key_data(x) if _is_key(x) else x) for n, x in _leaves(tree) if getattr(x, "size", 1) > 0}
+
+
+def layout(tree) -> dict[str, list]:
+    """``{path: [shape, dtype]}`` of every leaf (keys as ``key<impl>``)."""
+    return {n: [list(x.shape), "key" if _is_key(x) else str(x.dtype)] for n, x in _leaves(tree)}
+
+
+def from_saveable(saved: dict[str, Any], template):
+    """Inverse of :func:`to_saveable`, with ``template``'s structure, key leaves and zero-size leaves."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    out = []
+    for p, t in leaves:
+        x = saved.get(_path_name(p))
+        if x is None:  # a zero-size leaf
+            out.append(jnp.zeros(t.shape, t.dtype))
+        else:
+            out.append(jax.random.wrap_key_data(x) if _is_key(t) else x)
+    return jax.tree.unflatten(treedef, out)
+
+
+def manager(run_dir: str, max_to_keep: int = 2):
+    """The orbax ``CheckpointManager`` of ``run_dir/checkpoints`` (steps = chunks done)."""
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(run_dir, "checkpoints")),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def save(mgr, step: int, state, *, algo: str) -> None:
+    """Save ``state`` at ``step`` with its metadata (blocking)."""
+    import orbax.checkpoint as ocp
+
+    meta = {"format": FORMAT, "algo": algo, "layout": layout(state)}
+    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_saveable(state)),
+                                           meta=ocp.args.JsonSave(meta)))
+    mgr.wait_until_finished()
+
+
+def read_meta(mgr, step: int) -> dict:
+    """The metadata of checkpoint ``step`` (``ValueError`` if it has none: an older format)."""
+    import orbax.checkpoint as ocp
+
+    path = os.path.join(str(mgr.directory), str(step))
+    if not os.path.isdir(os.path.join(path, "meta")):
+        raise ValueError(f"checkpoint {path} has no metadata: it was written by an older svnr-jax (state stored by "
+                         "leaf index) and cannot be restored by path; retrain or use the version that wrote it")
+    return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def check_compatible(meta: dict, template, *, algo: str, where: str = "checkpoint") -> None:
+    """``ValueError`` naming the difference unless ``meta`` (algorithm, layout) matches ``template``."""
+    if meta.get("algo") != algo:
+        raise ValueError(f"{where} was written by algorithm {meta.get('algo')!r}, this run is {algo!r}")
+    saved, want = meta.get("layout", {}), layout(template)
+    missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))
+    changed = sorted(k for k in set(want) & set(saved) if list(saved[k]) != list(want[k]))
+    if missing or extra or changed:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if extra:
+            parts.append(f"unexpected {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+        if changed:
+            k = changed[0]
+            parts.append(f"{len(changed)} leaves of another shape/dtype, e.g. {k}: saved {saved[k]}, "
+                         f"expected {want[k]}")
+        raise ValueError(f"{where} does not match this run's state layout (the state layout changed?): "
+                         + "; ".join(parts))
+
+
+def restore(mgr, template, *, algo: str, step: int | None = None) -> tuple[Any, int]:
+    """Restore the latest (or a given) checkpoint with ``template``'s structure and sharding.
+
+    Raises:
+      FileNotFoundError: no checkpoint. ValueError: another algorithm or state layout.
+    """
+    import orbax.checkpoint as ocp
+
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint to restore in {mgr.directory}")
+    meta = read_meta(mgr, step)
+    check_compatible(meta, template, algo=algo, where=f"checkpoint {os.path.join(str(mgr.directory), str(step))}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, to_saveable(template))
+    raw = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    return from_saveable(raw, template), step
+
+
+def size_bytes(state) -> int:
+    """Bytes of the arrays a checkpoint of ``state`` stores."""
+    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(to_saveable(state))))
+
+
+__all__ = ["check_compatible", "from_saveable", "layout", "manager", "read_meta", "restore", "save", "size_bytes",
+           "to_saveable"]

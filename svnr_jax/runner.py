@@ -1,0 +1,291 @@
+"""The host side of a run: chunks, progress, metric files, checkpoints, signals, non-finite stop.
+
+:func:`run` trains ``config.num_seeds`` seeds of any registered algorithm in chunks of C iterations
+(the jitted ``init``/``chunk`` of :func:`svnr_jax.training.make_trainer`), writes the metrics the agent
+returns, whatever their names (``metrics.csv``, ``metrics.jsonl``, ``eval.csv``, TensorBoard), saves an
+orbax checkpoint per chunk (:mod:`svnr_jax.checkpoint`), resumes exactly, handles SIGINT/SIGTERM, and
+stops on a non-finite loss (any metric whose name ends in ``loss``). :func:`load_run` and
+:func:`evaluate_run` read a run folder back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from svnr_jax import acting, checkpoint
+from svnr_jax.config import TrainConfig, save_json
+from svnr_jax.training import Trainer, TrainState, make_trainer, seed_keys
+
+
+class RunResult(NamedTuple):
+    """What :func:`run` returns.
+
+    Attributes:
+      status: ``"finished"``, ``"interrupted"`` (signal or ``max_chunks``) or ``"nonfinite"``.
+      state: the last good :class:`TrainState` (seed-batched).
+      chunks_done: chunks completed (and checkpointed).
+      message: human-readable summary.
+    """
+
+    status: str
+    state: Any
+    chunks_done: int
+    message: str
+
+
+class _Progress:
+    """A minimal text progress bar on stderr (one line per chunk; no host sync inside the scan)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.t0 = total, enabled, time.time()
+
+    def update(self, done: int, info: str) -> None:
+        if not self.enabled:
+            return
+        frac = done / max(self.total, 1)
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        print(f"[{bar}] {done}/{self.total} it  {time.time() - self.t0:6.1f}s  {info}", file=sys.stderr, flush=True)
+
+
+class MetricsWriter:
+    """Per-iteration metrics → ``metrics.csv`` / ``metrics.jsonl`` (one row per iteration and seed),
+    evaluations → ``eval.csv``, seed means → TensorBoard (``tb/``, if tensorboardX is installed)."""
+
+    def __init__(self, run_dir: str, keep_below: int | None = None):
+        self.dir = run_dir
+        self.paths = {n: os.path.join(run_dir, n) for n in ("metrics.csv", "metrics.jsonl", "eval.csv")}
+        if keep_below is None:
+            for p in self.paths.values():
+                if os.path.exists(p):
+                    os.remove(p)
+        else:
+            self._truncate(keep_below)
+        try:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(os.path.join(run_dir, "tb"), purge_step=keep_below)
+        except ImportError:  # pragma: no cover - optional
+            self.tb = None
+
+    def _truncate(self, keep_below: int) -> None:
+        for name in ("metrics.csv", "eval.csv"):
+            p = self.paths[name]
+            if not os.path.exists(p):
+                continue
+            with open(p) as f:
+                rows = list(csv.DictReader(f))
+            fields = list(rows[0].keys()) if rows else []
+            rows = [r for r in rows if int(r["iteration"]) < keep_below]
+            with open(p, "w", newline="") as f:
+                if fields:
+                    w = csv.DictWriter(f, fields)
+                    w.writeheader()
+                    w.writerows(rows)
+        p = self.paths["metrics.jsonl"]
+        if os.path.exists(p):
+            with open(p) as f:
+                lines = [ln for ln in f if ln.strip() and json.loads(ln)["iteration"] < keep_below]
+            with open(p, "w") as f:
+                f.writelines(lines)
+
+    def _append_csv(self, name: str, rows: list[dict]) -> None:
+        p = self.paths[name]
+        new = not os.path.exists(p) or os.path.getsize(p) == 0
+        with open(p, "a", newline="") as f:
+            w = csv.DictWriter(f, list(rows[0].keys()))
+            if new:
+                w.writeheader()
+            w.writerows(rows)
+
+    def write(self, first_iteration: int, metrics: dict, evals: dict) -> None:
+        """``metrics`` leaves ``[seeds, C]`` (numpy), ``evals`` leaves ``[seeds, C/E]``."""
+        names = sorted(metrics)
+        seeds, c = metrics[names[0]].shape
+        rows = [{"iteration": first_iteration + t, "seed": s, **{k: float(metrics[k][s, t]) for k in names}}
+                for t in range(c) for s in range(seeds)]
+        self._append_csv("metrics.csv", rows)
+        with open(self.paths["metrics.jsonl"], "a") as f:
+            for r in rows:
+                f.write(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                    for k, v in r.items()}) + "\n")
+        enames = sorted(k for k in evals if k != "eval_iteration")
+        erows = [{"iteration": int(evals["eval_iteration"][s, p]), "seed": s,
+                  **{k: float(evals[k][s, p]) for k in enames}}
+                 for p in range(evals["eval_iteration"].shape[1]) for s in range(seeds)]
+        self._append_csv("eval.csv", erows)
+        if self.tb is not None:
+            for t in range(c):
+                for k in names:
+                    v = np.nanmean(metrics[k][:, t]) if np.isfinite(metrics[k][:, t]).any() else np.nan
+                    if np.isfinite(v):
+                        self.tb.add_scalar(f"train/{k}", float(v), first_iteration + t + 1)
+            for p in range(evals["eval_iteration"].shape[1]):
+                for k in enames:
+                    self.tb.add_scalar(f"eval/{k}", float(np.mean(evals[k][:, p])), int(evals["eval_iteration"][0, p]))
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def run(
+    config: TrainConfig,
+    run_dir: str,
+    *,
+    resume: bool = False,
+    max_chunks: int | None = None,
+    progress: bool = True,
+    handle_signals: bool = True,
+) -> RunResult:
+    """Train ``config.num_seeds`` seeds in chunks, logging and checkpointing each chunk.
+
+    Args:
+      config: validated here, before anything compiles.
+      run_dir: output folder (``config.json``, ``metrics.csv``, ``metrics.jsonl``, ``eval.csv``,
+        ``tb/``, ``checkpoints/``).
+      resume: continue from the latest checkpoint in ``run_dir`` (the config must match the saved one).
+      max_chunks: stop (as if interrupted) after this many chunks in this call — for tests and budgets.
+      progress: print a progress line per chunk.
+      handle_signals: SIGINT/SIGTERM finish the current chunk, save, and return ``"interrupted"``.
+    Returns:
+      :class:`RunResult`.
+    """
+    trainer = make_trainer(config)  # validates the config and builds env + agent before anything is written
+    os.makedirs(run_dir, exist_ok=True)
+    cfg_path = os.path.join(run_dir, "config.json")
+    if resume and os.path.exists(cfg_path):
+        from svnr_jax.config import load_json
+
+        saved = load_json(cfg_path)
+        if saved != config:
+            raise ValueError(f"resume: config differs from the one saved in {cfg_path}")
+    save_json(config, cfg_path)
+
+    keys = seed_keys(config)
+    if trainer.sharding is not None:
+        keys = jax.device_put(keys, trainer.sharding)
+    state = trainer.init(keys)
+    manager = checkpoint.manager(run_dir)
+    start_chunk = 0
+    if resume and manager.latest_step() is not None:
+        state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
+    total_chunks = config.iterations // config.chunk_iterations
+    writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
+    bar = _Progress(config.iterations, progress)
+
+    stop = {"signal": None}
+    old_handlers = {}
+    if handle_signals:
+        def _handler(signum, frame):
+            stop["signal"] = signum
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old_handlers[sig] = signal.signal(sig, _handler)
+            except ValueError:  # not in the main thread
+                pass
+
+    status, message, done = "finished", "", start_chunk
+    try:
+        for k in range(start_chunk, total_chunks):
+            if max_chunks is not None and k - start_chunk >= max_chunks:
+                status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
+                break
+            t0 = time.time()
+            new_state, (metrics, evals) = trainer.chunk(state)
+            metrics, evals = jax.device_get((metrics, evals))
+            watched = sorted(m for m in metrics if m.endswith("loss"))
+            losses = np.stack([metrics[m] for m in watched]) if watched else np.zeros((0, 1, 1))
+            if not np.all(np.isfinite(losses)):
+                bad = np.argwhere(~np.isfinite(losses))[0]
+                it = k * config.chunk_iterations + int(bad[2]) + 1
+                last = manager.latest_step()
+                where = (f"last good checkpoint: {os.path.join(run_dir, 'checkpoints', str(last))} "
+                         f"(after iteration {last * config.chunk_iterations})" if last is not None
+                         else "no checkpoint was saved yet")
+                status = "nonfinite"
+                message = (f"non-finite {watched[bad[0]]} at iteration {it} (seed {bad[1]}); "
+                           f"stopping. {where}")
+                print(message, file=sys.stderr)
+                break
+            state = new_state
+            done = k + 1
+            checkpoint.save(manager, done, state, algo=config.algo)
+            writer.write(k * config.chunk_iterations, metrics, evals)
+            rate = config.chunk_iterations * config.num_envs * config.num_seeds / (time.time() - t0)
+            ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
+            bar.update(done * config.chunk_iterations,
+                       f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
+            if stop["signal"] is not None:
+                status = "interrupted"
+                message = f"received signal {stop['signal']}; saved checkpoint {done} and exited cleanly"
+                print(message, file=sys.stderr)
+                break
+        else:
+            message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
+    finally:
+        writer.close()
+        manager.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+    return RunResult(status, state, done, message)
+
+
+def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Trainer, TrainState, int]:
+    """Config, trainer and the latest (or given) checkpointed state of a run folder."""
+    from svnr_jax.config import load_json
+
+    config = load_json(os.path.join(run_dir, "config.json"))
+    trainer = make_trainer(config)
+    keys = seed_keys(config)
+    if trainer.sharding is not None:
+        keys = jax.device_put(keys, trainer.sharding)
+    template = jax.eval_shape(trainer.init, keys)
+    template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if not checkpoint._is_key(s) else
+                            jax.random.wrap_key_data(jnp.zeros(jax.eval_shape(jax.random.key_data,
+                                                                              s).shape, jnp.uint32)),
+                            template)
+    manager = checkpoint.manager(run_dir)
+    try:
+        state, step = checkpoint.restore(manager, template, algo=config.algo, step=step)
+    finally:
+        manager.close()
+    return config, trainer, state, step
+
+
+def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str, ...] | None = None,
+                 seed: int = 12345) -> dict:
+    """Mean ± std over seeds of the episode return per execution mode (default: every mode of the run's
+    algorithm), from a run's latest checkpoint."""
+    config, trainer, state, step = load_run(run_dir)
+    setup = trainer.setup
+    agent = setup.agent
+    modes = tuple(agent.modes) if modes is None else tuple(modes)
+    for m in modes:
+        agent.check_mode(m)
+    n_ep = episodes or config.eval_episodes
+
+    @jax.jit
+    def eval_all(ts):
+        return jax.vmap(lambda t: acting.evaluate(agent, setup.eval_env, t.learner, t.iteration,
+                                                  jax.random.key(seed), modes, n_ep))(ts)
+
+    res = jax.device_get(eval_all(state))
+    return {"env": config.env, "algo": config.algo, "checkpoint": step, "iteration": step * config.chunk_iterations,
+            "episodes": n_ep,
+            "returns": {m: {"mean": float(np.mean(res[f"eval_{m}"])), "std": float(np.std(res[f"eval_{m}"])),
+                            "per_seed": [float(x) for x in res[f"eval_{m}"]]} for m in modes}}
+
+
+__all__ = ["MetricsWriter", "RunResult", "evaluate_run", "load_run", "run"]
