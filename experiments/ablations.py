@@ -37,11 +37,12 @@ def main(argv=None) -> int:
     rows = []
 
     def record(kind, game, value, r):
+        ret = {m: [v["mean"], v["std"]] for m, v in r["returns"].items()}
         row = {"ablation": kind, "game": game, "value": value, "passes": r["passes"], "seeds": r["seeds"],
-               "return_shared_seed": r["return_shared_seed"], "return_deterministic": r["return_deterministic"],
+               "return_shared_seed": ret["shared_seed"], "return_deterministic": ret["deterministic"],
                "per_seed": r["per_seed"]}
         rows.append(row)
-        a = r["return_shared_seed"]
+        a = ret["shared_seed"]
         print(f"{kind:<10}{game:<16}{str(value):<13}{r['passes']:>3}/{r['seeds']:<3}{a[0]:>9.2f} ± {a[1]:.2f}",
               flush=True)
         with open(os.path.join(args.out, "ablations.json"), "w") as f:
@@ -51,11 +52,11 @@ def main(argv=None) -> int:
     if "topology" in args.what:
         for game in args.games:
             for topo in TOPOLOGIES:
-                cfg = game_config(game, args.seeds, args.small, algo_config=dict(topology=topo))
+                cfg = game_config(game, "svnr", args.seeds, args.small, algo_config=dict(topology=topo))
                 record("topology", game, topo, run_game(game, cfg))
     if "particles" in args.what:
         for m in PARTICLES:
-            cfg = game_config("two_modalities", args.seeds, args.small, algo_config=dict(num_particles=m))
+            cfg = game_config("two_modalities", "svnr", args.seeds, args.small, algo_config=dict(num_particles=m))
             record("M", "two_modalities", m, run_game("two_modalities", cfg))
     print(f"wrote {os.path.join(args.out, 'ablations.json')}")
     return 0

@@ -1,26 +1,31 @@
-"""SVNR stress tests: two_modalities (PRO), max_of_three (ERO), climbing, particle_gather.
+"""The paper's stress-test comparison: every algorithm × the stress games × S vmapped seeds, one budget.
 
-Every game trains S seeds at once (``jax.jit(jax.vmap(make_train(cfg)))``), then plays executed
-episodes under the shared-seed (a), deterministic (b) and explicit-negotiation (c, 100 episodes: the
-amortization gap) execution modes and applies the pass criteria (to mode a):
+For each (algorithm, game) one compiled program trains the S seeds at once
+(``jax.jit(jax.vmap(make_train(cfg)))``) with the game's run preset (the same env-step budget and pass
+criterion for every algorithm; algorithm settings from :mod:`svnr_jax.presets`). Then every seed plays
+executed episodes in each of the algorithm's execution modes, and the pass criterion is applied to its
+**test mode** (what the algorithm executes: SVNR shared-seed sampling, MASQL each agent sampling its own
+component, MADDPG its deterministic actors):
 
-* ``two_modalities`` (PRO, SPEC §6), judged on the policy's joint samples (mode a) at the final
-  temperature (a moderate α, where the optimal joint policy is bimodal): each good peak (±5, ±5) holds
-  ≥ 20 % of the samples (within distance 2.5, native units), the bad corners (5,-5), (-5,5) hold ≤ 2 %
-  (within 2.5).
-* ``max_of_three`` (ERO): ≥ 90 % of the executed joint actions (mode a) within distance 1 of a
-  height-10 peak (reward ≥ 9).
-* ``climbing``: ≥ 90 % of the executed joint actions (mode a) in the optimal cell (0, 0) (reward 11).
-* ``particle_gather`` [ours]: mean executed episode return (mode a) > 0 — positive return needs steps
-  with every agent inside the landmark (+10); waiting outside (the RO trap) earns a small negative
-  return. Reported beside it: the fraction of episodes that end with every agent inside.
+* ``max_of_two`` [PR2 §5.2]: ≥ 90 % of the executed joint actions at the narrow global peak (reward ≥ 9).
+* ``two_modalities`` (PRO, SPEC §6), judged on the executed joint samples at the final temperature: each
+  good peak (±5, ±5) holds ≥ 20 % of the samples (within distance 2.5, native units), the bad corners
+  (5,-5), (-5,5) hold ≤ 2 % (within 2.5). A deterministic policy can hold at most one peak: it fails.
+* ``max_of_three`` (ERO): ≥ 90 % of the executed joint actions within distance 1 of a height-10 peak
+  (reward ≥ 9).
+* ``climbing`` / ``penalty``: ≥ 90 % of the executed joint actions in an optimal cell (11 / 10).
+* ``particle_gather`` [ours]: mean executed episode return > 0 — positive return needs steps with every
+  agent inside the landmark (+10); waiting outside (the RO trap) earns a small negative return.
+* ``single_peak`` (RO-free sanity game): ≥ 90 % of the executed joint actions with reward ≥ 8.
 
-Outputs (``--out``, default ``experiments/results/stress``): ``stress_results.json``, per game
-``<game>_samples.png`` (joint samples of each seed over the reward landscape) and
-``<game>_curves.png`` (learning curves), and a printed table.
+Outputs (``--out``, default ``experiments/results/stress``): ``stress_results.json`` (per algorithm and
+game: pass count with a Wilson 95 % interval, per-seed returns per mode, mean ± std, IQM with a 95 %
+bootstrap CI, wall time), per game ``<game>_samples.png`` (a panel per algorithm: executed joint samples
+of the seeds over the reward landscape; two-agent one-step games) and ``<game>_curves.png`` (in-scan
+evaluation return of the test mode, a line per algorithm), and a printed table.
 
-    python -m experiments.stress_tests                 # 10 seeds, full budget
-    python -m experiments.stress_tests --small         # make demo: 3 seeds, small budget, minutes on 2 cores
+    python -m experiments.stress_tests --algos svnr masql maddpg       # 10 seeds, full budget, six games
+    python -m experiments.stress_tests --small                         # make demo: 3 seeds, small budget
 """
 
 from __future__ import annotations
@@ -34,19 +39,25 @@ import time
 import jax
 import numpy as np
 
-from svnr_jax.config import TrainConfig, preset
-from svnr_jax.training import build, make_train, rollout, seed_keys
+from svnr_jax import acting
+from svnr_jax.algorithms import list_algorithms
+from svnr_jax.config import TrainConfig
+from svnr_jax.presets import preset
+from svnr_jax.stats import pass_rate_ci, summarize
+from svnr_jax.training import build, make_train, seed_keys
 
-GAMES = ("two_modalities", "max_of_three", "climbing", "particle_gather")
-SAMPLE_EPISODES = 1000
+GAMES = ("max_of_two", "two_modalities", "max_of_three", "particle_gather", "climbing", "penalty")
+SMALL_GAMES = ("two_modalities", "max_of_three")
+SAMPLE_EPISODES = 1000  # executed episodes per seed in the test mode (one-step games)
+OTHER_EPISODES = 100  # per seed in the other modes, and in the test mode of multi-step games
 
 
 def pass_criteria(game: str, returns: np.ndarray, actions: np.ndarray, low: float, high: float) -> dict:
-    """Pass criteria of one seed.
+    """Pass criterion of one seed from its executed episodes in the algorithm's test mode.
 
     Args:
-      game: env name. returns: ``[E]`` executed episode returns (mode a). actions: ``[E, N, A]`` first
-        joint actions in ``[-1, 1]``. low, high: native action bounds.
+      game: env name. returns: ``[E]`` executed episode returns. actions: ``[E, N, A]`` first joint
+        actions in ``[-1, 1]``. low, high: native action bounds.
     Returns:
       dict with ``pass`` (bool) and the measured quantities.
     """
@@ -61,7 +72,7 @@ def pass_criteria(game: str, returns: np.ndarray, actions: np.ndarray, low: floa
         ok = share_pos >= 0.2 and share_neg >= 0.2 and bad <= 0.02
         return {"pass": bool(ok), "share_pos_peak": float(share_pos), "share_neg_peak": float(share_neg),
                 "bad_corners": bad, "pairing": pairing}
-    if game == "max_of_three":
+    if game in ("max_of_three", "max_of_two"):
         frac = float(np.mean(returns >= 9.0))
         origin = float(np.mean(np.linalg.norm(a, axis=-1) < 2.0))
         return {"pass": frac >= 0.9, "frac_at_peak": frac, "frac_at_origin": origin}
@@ -71,138 +82,140 @@ def pass_criteria(game: str, returns: np.ndarray, actions: np.ndarray, low: floa
         return {"pass": frac >= 0.9, "frac_optimal": frac}
     if game == "particle_gather":
         return {"pass": bool(np.mean(returns) > 0.0), "mean_return": float(np.mean(returns))}
-    return {"pass": False}
+    if game == "single_peak":
+        frac = float(np.mean(returns >= 8.0))
+        return {"pass": frac >= 0.9, "frac_above_8": frac}
+    raise ValueError(f"no pass criterion for game {game!r}; games with one: {list(GAMES) + ['single_peak']}")
 
 
-def game_config(game: str, seeds: int, small: bool, **overrides) -> TrainConfig:
-    """The stress-test config of ``game`` (its preset; ``small`` shrinks the budget for ``make demo``)."""
+def game_config(game: str, algo: str, seeds: int, small: bool, algo_config: dict | None = None, **overrides
+                ) -> TrainConfig:
+    """The stress-test config of (``algo``, ``game``): the presets; ``small`` shrinks the budget (make demo)."""
     over: dict = dict(num_seeds=seeds)
     if small:
         its = {"climbing": 300, "particle_gather": 300}.get(game, 1000)
         over.update(iterations=its, chunk_iterations=its, eval_every=its // 4)
-    svnr = overrides.pop("svnr", {})
     over.update(overrides)
-    return preset(game, **over, svnr=svnr)
+    return preset(game, algo, algo_config=algo_config, **over)
 
 
-def run_game(game: str, cfg: TrainConfig, sample_episodes: int = SAMPLE_EPISODES) -> dict:
-    """Train ``cfg.num_seeds`` seeds of ``game`` vmapped, then evaluate and judge every seed."""
+def run_game(game: str, cfg: TrainConfig) -> dict:
+    """Train ``cfg.num_seeds`` seeds vmapped, then play every execution mode and judge each seed."""
     setup = build(cfg)
+    agent, spec = setup.agent, setup.agent.spec
     train = jax.jit(jax.vmap(make_train(cfg)))
     t0 = time.time()
     out = jax.block_until_ready(train(seed_keys(cfg)))
     train_time = time.time() - t0
-    episodes = sample_episodes if setup.agent.spec.episode_length == 1 else 100
+    test_episodes = SAMPLE_EPISODES if spec.episode_length == 1 else OTHER_EPISODES
 
     @jax.jit
     def play(ls, iteration, key):
-        alpha = setup.agent.alpha(iteration)
-        return {m: rollout(setup, ls, jax.random.fold_in(key, i), alpha, m, episodes if m != "negotiate" else 100)
-                for i, m in enumerate(("shared_seed", "deterministic", "negotiate"))}
+        res = {}
+        for i, m in enumerate(agent.modes):
+            n = test_episodes if m == agent.test_mode else OTHER_EPISODES
+            r = acting.rollout(setup.eval_env, acting.agent_policy(agent, ls, iteration, m), jax.random.fold_in(key, i),
+                               n)
+            res[m] = (r.returns, r.first_actions)
+        return res
 
     plays = jax.device_get(jax.vmap(play, (0, 0, None))(out.state.learner, out.state.iteration, jax.random.key(999)))
-    spec = setup.agent.spec
     per_seed = []
     for s in range(cfg.num_seeds):
-        ret_a, act_a = plays["shared_seed"][0][s], plays["shared_seed"][1][s]
-        ret_b, ret_c = plays["deterministic"][0][s], plays["negotiate"][0][s]
-        crit = pass_criteria(game, ret_a, act_a, spec.action_low, spec.action_high)
-        per_seed.append({"seed": s, **crit, "return_shared_seed": float(np.mean(ret_a)),
-                         "return_deterministic": float(np.mean(ret_b)), "return_negotiate": float(np.mean(ret_c))})
-    ra = np.array([p["return_shared_seed"] for p in per_seed])
-    rb = np.array([p["return_deterministic"] for p in per_seed])
-    rc = np.array([p["return_negotiate"] for p in per_seed])
-    evals = jax.device_get(out.eval)
-    metrics = jax.device_get(out.metrics)
+        ret, act = plays[agent.test_mode][0][s], plays[agent.test_mode][1][s]
+        crit = pass_criteria(game, ret, act, spec.action_low, spec.action_high)
+        per_seed.append({"seed": s, **crit, **{f"return_{m}": float(np.mean(plays[m][0][s])) for m in agent.modes}})
+    passes = int(sum(p["pass"] for p in per_seed))
+    evals, metrics = jax.device_get(out.eval), jax.device_get(out.metrics)
+    test_key = f"eval_{agent.test_mode}"
+    curve_key = test_key if test_key in evals else f"eval_{agent.eval_modes[0]}"
     return {
-        "game": game, "seeds": cfg.num_seeds, "iterations": cfg.iterations, "train_seconds": train_time,
-        "pass_rate": float(np.mean([p["pass"] for p in per_seed])), "passes": int(sum(p["pass"] for p in per_seed)),
-        "return_shared_seed": [float(ra.mean()), float(ra.std())],
-        "return_deterministic": [float(rb.mean()), float(rb.std())],
-        "return_negotiate": [float(rc.mean()), float(rc.std())],
-        "final_alpha": float(np.asarray(metrics["alpha"])[0, -1]),
+        "algo": cfg.algo, "game": game, "seeds": cfg.num_seeds, "iterations": cfg.iterations,
+        "env_steps": int(out.state.env_steps[0]), "train_seconds": train_time, "test_mode": agent.test_mode,
+        "passes": passes, "pass_rate": passes / cfg.num_seeds,
+        "pass_rate_ci95": list(pass_rate_ci(passes, cfg.num_seeds)),
+        "returns": {m: summarize(np.array([p[f"return_{m}"] for p in per_seed])) for m in agent.modes},
+        "final_alpha": float(np.asarray(metrics["alpha"])[0, -1]) if "alpha" in metrics else None,
         "per_seed": per_seed,
-        "curves": {"eval_iteration": np.asarray(evals["eval_iteration"][0]).tolist(),
-                   "eval_shared_seed": np.asarray(evals["eval_shared_seed"]).tolist(),
-                   "eval_deterministic": np.asarray(evals["eval_deterministic"]).tolist()},
-        "_samples": plays["shared_seed"][1], "_config": cfg,
+        "curve": {"eval_iteration": np.asarray(evals["eval_iteration"][0]).tolist(), "mode": curve_key[5:],
+                  "returns": np.asarray(evals[curve_key]).tolist()},
+        "_samples": plays[agent.test_mode][1], "_config": cfg,
     }
 
 
-def plot_samples(result: dict, path: str, max_seeds: int = 10) -> None:
-    """Joint samples (mode a) of each seed over the game's reward landscape (two-agent one-step games)."""
+def plot_samples(results: list[dict], path: str, max_seeds: int = 10) -> bool:
+    """One figure for a game: a panel per algorithm with the executed joint samples (test mode) of its seeds
+    over the reward landscape (two-agent one-step games only; returns False otherwise)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    cfg = result["_config"]
-    spec = build(cfg).agent.spec
+    from svnr_jax.plotting import plot_reward_landscape
+
+    spec = build(results[0]["_config"]).agent.spec
     if spec.episode_length != 1 or spec.num_agents != 2:
-        return
-    try:
-        from svnr_jax.plotting import plot_reward_landscape
-    except ImportError:  # pragma: no cover
-        plot_reward_landscape = None
-    seeds = min(result["seeds"], max_seeds)
-    cols = min(seeds, 5)
-    rows = (seeds + cols - 1) // cols
-    fig = Figure(figsize=(3.2 * cols, 3.2 * rows))
+        return False
+    cols = len(results)
+    fig = Figure(figsize=(3.6 * cols, 3.8))
     FigureCanvasAgg(fig)
     lo, hi = spec.action_low, spec.action_high
-    for s in range(seeds):
-        ax = fig.add_subplot(rows, cols, s + 1)
-        if plot_reward_landscape is not None:
-            plot_reward_landscape(cfg.env, ax=ax, **cfg.env_kwargs)
-            leg = ax.get_legend()
-            if leg is not None:
-                leg.remove()
-        u = np.asarray(result["_samples"][s])[:300, :, 0]
-        a = lo + 0.5 * (u + 1.0) * (hi - lo)
-        ax.scatter(a[:, 0], a[:, 1], s=4, c="cyan", edgecolors="none", alpha=0.7)
-        ok = result["per_seed"][s]["pass"]
-        ax.set_title(f"seed {s}: {'pass' if ok else 'FAIL'}", fontsize=9)
+    colors = ["cyan", "magenta", "lime", "orange", "white", "yellow", "red", "blue", "black", "pink"]
+    for j, r in enumerate(results):
+        cfg = r["_config"]
+        ax = fig.add_subplot(1, cols, j + 1)
+        plot_reward_landscape(cfg.env, ax=ax, **cfg.env_kwargs)
+        leg = ax.get_legend()
+        if leg is not None:
+            leg.remove()
+        for s in range(min(r["seeds"], max_seeds)):
+            u = np.asarray(r["_samples"][s])[:200, :, 0]
+            a = lo + 0.5 * (u + 1.0) * (hi - lo)
+            ax.scatter(a[:, 0], a[:, 1], s=3, c=colors[s % len(colors)], edgecolors="none", alpha=0.6)
+        ax.set_title(f"{r['algo']} ({r['test_mode']}): {r['passes']}/{r['seeds']} pass", fontsize=9)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-    fig.suptitle(f"{result['game']}: SVNR joint samples (shared-seed mode), α={result['final_alpha']:.2g}")
+    fig.suptitle(f"{results[0]['game']}: executed joint actions (a colour per seed)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
+    return True
 
 
-def plot_curves(result: dict, path: str) -> None:
-    """Evaluation return (modes a and b) over iterations, mean ± std over seeds."""
+def plot_curves(results: list[dict], path: str) -> None:
+    """In-scan evaluation return (each algorithm's test mode) over env steps, mean ± std over seeds."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5, 3.5))
+    fig = Figure(figsize=(5.5, 3.6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    x = np.asarray(result["curves"]["eval_iteration"])
-    for name in ("eval_shared_seed", "eval_deterministic"):
-        y = np.asarray(result["curves"][name])
+    for r in results:
+        cfg = r["_config"]
+        x = np.asarray(r["curve"]["eval_iteration"]) * cfg.num_envs
+        y = np.asarray(r["curve"]["returns"])
         m, s = y.mean(0), y.std(0)
-        ax.plot(x, m, label=name.replace("eval_", ""))
+        ax.plot(x, m, label=f"{r['algo']} ({r['curve']['mode']})")
         ax.fill_between(x, m - s, m + s, alpha=0.2)
-    ax.set_xlabel("iteration")
+    ax.set_xlabel("env steps (after warm-up)")
     ax.set_ylabel("episode return")
-    ax.set_title(f"{result['game']} ({result['seeds']} seeds)")
-    ax.legend()
+    ax.set_title(f"{results[0]['game']} ({results[0]['seeds']} seeds)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
 def print_table(results: list[dict], file=sys.stdout) -> None:
-    """Per game: pass rate, executed return (modes a, b, c) mean ± std over seeds."""
-    print(f"{'game':<17}{'pass':>8}{'return (shared seed)':>24}{'return (ξ=0)':>20}{'return (negotiate)':>22}"
+    """Per (game, algorithm): passes, test-mode return mean ± std and IQM [95 % CI], wall time."""
+    print(f"{'game':<16}{'algo':<8}{'test mode':<14}{'pass':>7}{'return mean ± std':>22}{'IQM [95% CI]':>26}"
           f"{'train s':>9}", file=file)
     for r in results:
-        a, b = r["return_shared_seed"], r["return_deterministic"]
-        c = r.get("return_negotiate", [float("nan")] * 2)
-        print(f"{r['game']:<17}{r['passes']:>4}/{r['seeds']:<3}{a[0]:>15.2f} ± {a[1]:<6.2f}"
-              f"{b[0]:>11.2f} ± {b[1]:<6.2f}{c[0]:>13.2f} ± {c[1]:<6.2f}{r['train_seconds']:>9.0f}", file=file)
+        t = r["returns"][r["test_mode"]]
+        print(f"{r['game']:<16}{r['algo']:<8}{r['test_mode']:<14}{r['passes']:>3}/{r['seeds']:<3}"
+              f"{t['mean']:>12.2f} ± {t['std']:<7.2f}{t['iqm']:>10.2f} [{t['iqm_ci_low']:.2f}, {t['iqm_ci_high']:.2f}]"
+              f"{r['train_seconds']:>9.0f}", file=file)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["batch_size=32", "svnr.bandwidth=1.0"]`` → ``{"batch_size": 32, "svnr": {"bandwidth": 1.0}}``."""
-    out: dict = {}
+def parse_overrides(items: list[str]) -> tuple[dict, dict]:
+    """``["batch_size=32", "algo.bandwidth=1.0"]`` → ``({"batch_size": 32}, {"bandwidth": 1.0})`` (JSON values)."""
+    run, algo = {}, {}
     for item in items:
         key, _, text = item.partition("=")
         try:
@@ -211,47 +224,64 @@ def parse_overrides(items: list[str]) -> dict:
             value = text
         if isinstance(value, list):
             value = tuple(value)
-        if key.startswith("svnr."):
-            out.setdefault("svnr", {})[key[5:]] = value
+        if key.startswith("algo."):
+            algo[key[5:]] = value
         else:
-            out[key] = value
-    return out
+            run[key] = value
+    return run, algo
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--games", nargs="+", default=list(GAMES), choices=GAMES, help="games to run")
-    p.add_argument("--seeds", type=int, default=10, help="seeds per game (vmapped)")
+    p.add_argument("--algos", nargs="+", default=["all"],
+                   help=f"algorithms to compare, or all (default); registered: {list_algorithms()}")
+    p.add_argument("--games", nargs="+", default=None, choices=(*GAMES, "single_peak"),
+                   help=f"games (default: {' '.join(GAMES)}; with --small: {' '.join(SMALL_GAMES)})")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per (algorithm, game), vmapped (default 10; 3 "
+                                                           "with --small)")
     p.add_argument("--small", action="store_true",
-                   help="small budget for `make demo`: 3 seeds unless --seeds is given, 1000 iterations for the "
-                        "differential games, 300 for climbing and particle_gather")
+                   help="small budget for `make demo`: 3 seeds, the PRO and ERO games, 1000 iterations (300 for "
+                        "climbing and particle_gather)")
     p.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
     p.add_argument("--out", default="experiments/results/stress", help="output folder")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
-                   help="config overrides for every game, e.g. batch_size=32 svnr.bandwidth=1.0 (JSON values)")
+                   help="overrides for every run, e.g. batch_size=32 algo.gamma=0.0 (JSON values; algo.* fields "
+                        "must exist in every chosen algorithm's config)")
     args = p.parse_args(argv)
-    seeds = 3 if args.small and "--seeds" not in (argv or sys.argv) else args.seeds
+    algos = list_algorithms() if args.algos == ["all"] else args.algos
+    unknown = [a for a in algos if a not in list_algorithms()]
+    if unknown:
+        p.error(f"unknown algorithm(s) {unknown}; registered: {list_algorithms()}")
+    games = args.games or (SMALL_GAMES if args.small else GAMES)
+    seeds = args.seeds or (3 if args.small else 10)
+    run_over, algo_over = parse_overrides(args.set)
+    if args.iterations:
+        n = args.iterations
+        run_over.update(iterations=n, chunk_iterations=n, eval_every=n // 4 if n % 4 == 0 else n)
     os.makedirs(args.out, exist_ok=True)
+    try:  # every config validated before anything trains
+        configs = {(g, a): game_config(g, a, seeds, args.small, algo_over, **run_over) for g in games for a in algos}
+    except ValueError as e:
+        p.error(str(e))
     results = []
-    for game in args.games:
-        over = {}
-        if args.iterations:
-            over.update(iterations=args.iterations, chunk_iterations=args.iterations)
-        over.update(parse_overrides(args.set))
-        cfg = game_config(game, seeds, args.small, **over)
-        print(f"== {game}: {seeds} seeds, {cfg.iterations} iterations", flush=True)
-        r = run_game(game, cfg)
-        plot_samples(r, os.path.join(args.out, f"{game}_samples.png"))
-        plot_curves(r, os.path.join(args.out, f"{game}_curves.png"))
-        results.append(r)
-        print_table([r])
+    for game in games:
+        per_game = []
+        for algo in algos:
+            cfg = configs[(game, algo)]
+            print(f"== {game} / {algo}: {seeds} seeds, {cfg.iterations} iterations", flush=True)
+            r = run_game(game, cfg)
+            per_game.append(r)
+            print_table([r])
+        plot_samples(per_game, os.path.join(args.out, f"{game}_samples.png"))
+        plot_curves(per_game, os.path.join(args.out, f"{game}_curves.png"))
+        results += per_game
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+        with open(os.path.join(args.out, "stress_results.json"), "w") as f:  # after every game: nothing lost
+            json.dump({"device": str(jax.devices()[0]), "results": clean}, f, indent=1)
     print()
     print_table(results)
-    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
-    path = os.path.join(args.out, "stress_results.json")
-    with open(path, "w") as f:
-        json.dump({"device": str(jax.devices()[0]), "results": clean}, f, indent=1)
-    print(f"results: {path}; plots: {args.out}/<game>_samples.png, <game>_curves.png")
+    print(f"results: {os.path.join(args.out, 'stress_results.json')}; plots: {args.out}/<game>_samples.png, "
+          "<game>_curves.png")
     return 0
 
 

@@ -81,6 +81,20 @@ ALGO_PRESETS: dict[tuple[str, str], dict[str, Any]] = {("svnr", env): v for env,
 ALGO_PRESETS.update({("svnr", task): dict(_SVNR_MAMUJOCO, reward_scale=MAMUJOCO_REWARD_SCALE[task.split("-")[0]])
                      for task in MAMUJOCO_TASKS})
 
+# ----------------------------------------------------------------------------------- MADDPG
+# One-step games: the MADDPG settings the PR2 authors published for the max-of-two differential game
+# (ml3705454/mapr2 experiment/run_baselines.py, maci/get_agents.py): 100-100 networks, Adam lr 1e-2 (ε 1e-8),
+# τ 0.01, gradient clip 0.5, no action regulariser there (we keep MADDPG's own 1e-3: negligible at |pre-tanh| ≲ 1);
+# PR2 decays its exploration noise 0.1 → 0.01, ours stays at 0.1. The same settings on the other one-step games
+# [ours: nothing published]. Particle Gather: the MADDPG paper's particle-env settings (openai/maddpg
+# experiments/train.py: lr 1e-2, γ 0.95, 64-64, τ 0.01). MaMuJoCo: the class defaults = facmac's
+# maddpg_mamujoco.yaml.
+_MADDPG_GAMES = dict(actor_hidden=(100, 100), critic_hidden=(100, 100), actor_lr=1e-2, critic_lr=1e-2, adam_eps=1e-8,
+                     tau=0.01, grad_clip=0.5, exploration_noise=0.1, gamma=0.0)
+ALGO_PRESETS.update({("maddpg", env): dict(_MADDPG_GAMES) for env in _SVNR_GAMES if env != "particle_gather"})
+ALGO_PRESETS[("maddpg", "particle_gather")] = dict(actor_hidden=(64, 64), critic_hidden=(64, 64), actor_lr=1e-2,
+                                                   critic_lr=1e-2, adam_eps=1e-8, tau=0.01, gamma=0.95)
+
 
 def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
     """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``env``), with overrides.
