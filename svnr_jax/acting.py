@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -56,6 +57,7 @@ def rollout(env: Env, act: ActFn, key: PRNGKey, num_episodes: int, *, horizon: i
         def step(carry, _):
             st, ret, alive, first = carry
             action = act(st.obs, st.global_state, shared, st.time)
+            chex.assert_shape(action, (n, a), custom_message="the acting function must return actions [N, A]")
             first = jnp.where(st.time == 0, action, first)
             nxt = env.step(st, action, jax.random.fold_in(shared, st.time + 2**20))
             ret = ret + alive * nxt.reward

@@ -23,6 +23,8 @@ MAMUJOCO_TASKS: tuple[str, ...] = tuple(TASKS)
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     "max_of_two": dict(_GAME_BASE, iterations=1000),
+    # the RO-free sanity game: every algorithm must reach reward >= 8 within this budget (tests/test_algorithms.py)
+    "single_peak": dict(_GAME_BASE, iterations=500, eval_every=250),
     # PRO test: many uniform warm-up samples so the critic knows both peaks.
     "two_modalities": dict(_GAME_BASE, iterations=2000, batch_size=32, warmup_iterations=64),
     "max_of_three": dict(_GAME_BASE, iterations=2000, batch_size=32),
@@ -46,6 +48,8 @@ RUN_PRESETS.update({task: dict(_MAMUJOCO_RUN) for task in MAMUJOCO_TASKS})
 # ----------------------------------------------------------------------------------- SVNR [ours]
 
 _SVNR_GAMES: dict[str, dict[str, Any]] = {
+    "single_peak": dict(alpha_schedule="exponential", alpha_init=10.0, alpha_min=0.1, alpha_anneal_fraction=0.8,
+                        gamma=0.0),
     "max_of_two": dict(alpha_schedule="exponential", alpha_init=30.0, alpha_min=0.3, alpha_anneal_fraction=0.8,
                        gamma=0.0),
     # PRO test: start hot (α=100: the target is nearly flat), a centred initial policy ≈ tanh(ξ_i) spread over

@@ -23,6 +23,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,6 +113,7 @@ def collect(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False)
         keys = jax.random.split(k_act, b)
         actions = jax.vmap(lambda o, s, k, t: agent.act(ts.learner, o, s, k, t, ts.iteration, EXPLORE))(
             es.obs, es.global_state, keys, es.time)
+    chex.assert_shape(actions, (b, *agent.action_mask.shape), custom_message=f"{agent.name}.act must return [N, A]")
     nxt = env.step(es, actions, k_env)
     tr = Transition(obs=es.obs, state=es.global_state, action=actions, reward=nxt.reward,
                     next_obs=nxt.info["final_obs"], next_state=nxt.info["final_global_state"],

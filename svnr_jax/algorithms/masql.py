@@ -58,7 +58,7 @@ class MASQLConfig(AlgoConfig):
     num_particles: int = 16
     """M: joint-action particles per state for the amortized SVGD step (reference kernel_n_particles 16)."""
     kernel_update_ratio: float = 0.5
-    """Fraction of the M particles that are updated (the rest are the fixed kernel particles), in (0, 1)."""
+    """Fraction of the M particles that are updated, the rest are the fixed kernel particles (reference 0.5)."""
     value_samples: int = 16
     """M_v: uniform joint actions for the soft value V(s') (reference value_n_particles 16)."""
     gamma: float = 0.99
@@ -76,7 +76,8 @@ class MASQLConfig(AlgoConfig):
     reward_scale: float = 0.1
     """Rewards are multiplied by this in the critic target (reference reward_scale 0.1; reported returns unscaled)."""
     alpha_init: float = 1.0
-    """Temperature α at the start (target density ∝ exp(Q/α)); reference: set by the loop, MASQL's default 1."""
+    """Temperature α at the start (target ∝ exp(Q/α)); reference: given by the script (``annealing=1.`` by default,
+    experiment/run_baselines.py: 0.1 constant)."""
     alpha_min: float = 1.0
     """Temperature α at the end of the schedule."""
     alpha_schedule: str = "constant"
