@@ -244,6 +244,8 @@ def main(argv=None) -> int:
                         "climbing and particle_gather)")
     p.add_argument("--iterations", type=int, default=None, help="override the preset's iterations")
     p.add_argument("--out", default="experiments/results/stress", help="output folder")
+    p.add_argument("--fresh", action="store_true", help="drop earlier results in --out (default: keep the results "
+                                                         "of (algorithm, game) pairs not rerun now)")
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="overrides for every run, e.g. batch_size=32 algo.gamma=0.0 (JSON values; algo.* fields "
                         "must exist in every chosen algorithm's config)")
@@ -263,6 +265,13 @@ def main(argv=None) -> int:
         configs = {(g, a): game_config(g, a, seeds, args.small, algo_over, **run_over) for g in games for a in algos}
     except ValueError as e:
         p.error(str(e))
+    path = os.path.join(args.out, "stress_results.json")
+    kept = []  # results of other (algorithm, game) pairs already in the output folder are kept
+    if os.path.exists(path) and not args.fresh:
+        with open(path) as f:
+            kept = [r for r in json.load(f).get("results", []) if (r.get("game"), r.get("algo")) not in configs]
+        if kept:
+            print(f"keeping {len(kept)} earlier results from {path} (--fresh to drop them)")
     results = []
     for game in games:
         per_game = []
@@ -275,12 +284,13 @@ def main(argv=None) -> int:
         plot_samples(per_game, os.path.join(args.out, f"{game}_samples.png"))
         plot_curves(per_game, os.path.join(args.out, f"{game}_curves.png"))
         results += per_game
-        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
-        with open(os.path.join(args.out, "stress_results.json"), "w") as f:  # after every game: nothing lost
+        clean = kept + [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+        with open(path + ".tmp", "w") as f:  # after every game: nothing lost
             json.dump({"device": str(jax.devices()[0]), "results": clean}, f, indent=1)
+        os.replace(path + ".tmp", path)
     print()
     print_table(results)
-    print(f"results: {os.path.join(args.out, 'stress_results.json')}; plots: {args.out}/<game>_samples.png, "
+    print(f"results: {path}; plots: {args.out}/<game>_samples.png, "
           "<game>_curves.png")
     return 0
 
