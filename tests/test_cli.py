@@ -72,3 +72,24 @@ def test_train_then_eval(tmp_path, capsys):
         assert mode in out
     res = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert set(res["returns"]) == {"shared_seed", "deterministic", "negotiate"}
+
+
+def test_custom_negotiation_mask_from_cli_and_config(tmp_path, capsys):
+    """A custom [N, N] mask reaches the agent: '1,0;1,1' is the nested mask; a mask of the wrong size for the env
+    is refused (exit 2) before anything is written."""
+    import numpy as np
+
+    from svnr_jax.training import build
+
+    assert cli.main(["train", "--env", "max_of_three", "--topology", "1,0;1,1", "--show-config"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["algo_config"]["topology"] == [[1, 0], [1, 1]]
+    cfg = make_config(env="max_of_three", algo_config=dict(topology=((1, 0), (1, 1))))
+    np.testing.assert_array_equal(build(cfg).agent.mask, build(make_config(env="max_of_three")).agent.mask)
+    with pytest.raises(ValueError, match="algo_config.topology"):
+        make_config(env="max_of_three", algo_config=dict(topology=((0, 1), (1, 1))))  # i not in C_i
+    run_dir = tmp_path / "bad"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--env", "max_of_three", "--topology", "1,0,0;1,1,0;1,1,1", "--run-dir", str(run_dir)])
+    assert e.value.code == 2 and "expected (N, N) = (2, 2)" in capsys.readouterr().err
+    assert not run_dir.exists()

@@ -55,6 +55,7 @@ import contextlib
 import copy
 import inspect
 import math
+import sys
 import warnings
 from typing import Any
 
@@ -63,7 +64,9 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 from flax import struct
-from mujoco import mjx
+
+with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx reports its missing optional GPU backend (warp) on stdout
+    from mujoco import mjx
 
 from svnr_jax.envs.base import Env, EnvSpec, State
 from svnr_jax.envs.mamujoco import mjx_patches
