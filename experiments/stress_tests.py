@@ -5,7 +5,8 @@ For each (algorithm, game) one compiled program trains the S seeds at once
 criterion for every algorithm; algorithm settings from :mod:`svnr_jax.presets`). Then every seed plays
 executed episodes in each of the algorithm's execution modes, and the pass criterion is applied to its
 **test mode** (what the algorithm executes: SVNR shared-seed sampling, MASQL each agent sampling its own
-component, MADDPG its deterministic actors):
+component, MADDPG its deterministic actors); the same criterion in the other modes is reported beside it
+(``passes_by_mode``, from fewer episodes), which separates what was learned from how it is executed:
 
 * ``max_of_two`` [PR2 §5.2]: ≥ 90 % of the executed joint actions at the narrow global peak (reward ≥ 9).
 * ``two_modalities`` (PRO, SPEC §6), judged on the executed joint samples at the final temperature: each
@@ -124,15 +125,19 @@ def run_game(game: str, cfg: TrainConfig) -> dict:
     for s in range(cfg.num_seeds):
         ret, act = plays[agent.test_mode][0][s], plays[agent.test_mode][1][s]
         crit = pass_criteria(game, ret, act, spec.action_low, spec.action_high)
-        per_seed.append({"seed": s, **crit, **{f"return_{m}": float(np.mean(plays[m][0][s])) for m in agent.modes}})
+        other = {f"pass_{m}": bool(pass_criteria(game, plays[m][0][s], plays[m][1][s], spec.action_low,
+                                                 spec.action_high)["pass"]) for m in agent.modes}
+        per_seed.append({"seed": s, **crit, **other,
+                         **{f"return_{m}": float(np.mean(plays[m][0][s])) for m in agent.modes}})
     passes = int(sum(p["pass"] for p in per_seed))
+    passes_by_mode = {m: int(sum(p[f"pass_{m}"] for p in per_seed)) for m in agent.modes}
     evals, metrics = jax.device_get(out.eval), jax.device_get(out.metrics)
     test_key = f"eval_{agent.test_mode}"
     curve_key = test_key if test_key in evals else f"eval_{agent.eval_modes[0]}"
     return {
         "algo": cfg.algo, "game": game, "seeds": cfg.num_seeds, "iterations": cfg.iterations,
         "env_steps": int(out.state.env_steps[0]), "train_seconds": train_time, "test_mode": agent.test_mode,
-        "passes": passes, "pass_rate": passes / cfg.num_seeds,
+        "passes": passes, "pass_rate": passes / cfg.num_seeds, "passes_by_mode": passes_by_mode,
         "pass_rate_ci95": list(pass_rate_ci(passes, cfg.num_seeds)),
         "returns": {m: summarize(np.array([p[f"return_{m}"] for p in per_seed])) for m in agent.modes},
         "final_alpha": float(np.asarray(metrics["alpha"])[0, -1]) if "alpha" in metrics else None,
@@ -205,12 +210,14 @@ def plot_curves(results: list[dict], path: str) -> None:
 def print_table(results: list[dict], file=sys.stdout) -> None:
     """Per (game, algorithm): passes, test-mode return mean ± std and IQM [95 % CI], wall time."""
     print(f"{'game':<16}{'algo':<8}{'test mode':<14}{'pass':>7}{'return mean ± std':>22}{'IQM [95% CI]':>26}"
-          f"{'train s':>9}", file=file)
+          f"{'train s':>9}  passes in the other modes", file=file)
     for r in results:
         t = r["returns"][r["test_mode"]]
+        others = " ".join(f"{m} {k}/{r['seeds']}" for m, k in r.get("passes_by_mode", {}).items()
+                          if m != r["test_mode"])
         print(f"{r['game']:<16}{r['algo']:<8}{r['test_mode']:<14}{r['passes']:>3}/{r['seeds']:<3}"
               f"{t['mean']:>12.2f} ± {t['std']:<7.2f}{t['iqm']:>10.2f} [{t['iqm_ci_low']:.2f}, {t['iqm_ci_high']:.2f}]"
-              f"{r['train_seconds']:>9.0f}", file=file)
+              f"{r['train_seconds']:>9.0f}  {others}", file=file)
 
 
 def parse_overrides(items: list[str]) -> tuple[dict, dict]:
