@@ -207,8 +207,9 @@ def plot_curves(results: list[dict], path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
-def print_table(results: list[dict], file=sys.stdout) -> None:
+def print_table(results: list[dict], file=None) -> None:
     """Per (game, algorithm): passes, test-mode return mean ± std and IQM [95 % CI], wall time."""
+    file = sys.stdout if file is None else file
     print(f"{'game':<16}{'algo':<8}{'test mode':<14}{'pass':>7}{'return mean ± std':>22}{'IQM [95% CI]':>26}"
           f"{'train s':>9}  passes in the other modes", file=file)
     for r in results:
