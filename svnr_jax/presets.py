@@ -111,6 +111,14 @@ ALGO_PRESETS.update({("maddpg", env): dict(_MADDPG_GAMES) for env in _SVNR_GAMES
 ALGO_PRESETS[("maddpg", "particle_gather")] = dict(actor_hidden=(64, 64), critic_hidden=(64, 64), actor_lr=1e-2,
                                                    critic_lr=1e-2, adam_eps=1e-8, tau=0.01, gamma=0.95)
 
+# ----------------------------------------------------------------------------------- MMQ
+# No code and only the abstract of the paper (arXiv 2411.11099) were available: MMQ's learner is independent DDPG
+# with an optimistic next-state target (svnr_jax/algorithms/mmq.py, [ours] where the paper is silent). Games and
+# Particle Gather: MADDPG's settings above (the same actor-critic), the next-state model sized like the critic [ours].
+# On one-step games nothing is bootstrapped, so MMQ is independent DDPG there.
+ALGO_PRESETS.update({("mmq", env): dict(v, model_hidden=v["critic_hidden"], model_lr=v["critic_lr"])
+                     for (algo, env), v in list(ALGO_PRESETS.items()) if algo == "maddpg"})
+
 
 def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
     """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``env``), with overrides.
