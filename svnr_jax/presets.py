@@ -119,6 +119,23 @@ ALGO_PRESETS[("maddpg", "particle_gather")] = dict(actor_hidden=(64, 64), critic
 ALGO_PRESETS.update({("mmq", env): dict(v, model_hidden=v["critic_hidden"], model_lr=v["critic_lr"])
                      for (algo, env), v in list(ALGO_PRESETS.items()) if algo == "maddpg"})
 
+# ----------------------------------------------------------------------------------- QMIX (COMIX) and FACMAC
+# Class defaults: COMIX = facmac's comix_pp.yaml + the CEM constants of cqmix_controller.py (64 samples, 6 elites,
+# 2 iterations); FACMAC = facmac_mamujoco.yaml. Nothing is published for the one-step games [ours]: γ = 0, COMIX at
+# its defaults, FACMAC with 100-100 networks (the width of the MADDPG game preset); FACMAC with MADDPG's lr 1e-2
+# saturated an actor on single_peak (its post-tanh regulariser does not pull back from saturation), so its games
+# keep facmac's lr 1e-3. Particle Gather: comix_pp / facmac_pp (lr 1e-2, 64-wide, 1-layer hypernetworks for FACMAC)
+# with our env's γ 0.95 (theirs 0.85, tuned for predator-prey). MaMuJoCo: COMIX has no public MaMuJoCo config:
+# FACMAC's MaMuJoCo values [ours]; FACMAC: its class defaults.
+ALGO_PRESETS.update({("qmix", env): dict(gamma=0.0) for env in _SVNR_GAMES if env != "particle_gather"})
+ALGO_PRESETS[("qmix", "particle_gather")] = dict(gamma=0.95)
+ALGO_PRESETS.update({("qmix", task): dict(agent_hidden=(400, 400), lr=1e-3, gamma=0.99, tau=0.001, grad_clip=0.5,
+                                          adam_eps=0.01, exploration_noise=0.1) for task in MAMUJOCO_TASKS})
+ALGO_PRESETS.update({("facmac", env): dict(actor_hidden=(100, 100), critic_hidden=(100, 100), gamma=0.0)
+                     for env in _SVNR_GAMES if env != "particle_gather"})
+ALGO_PRESETS[("facmac", "particle_gather")] = dict(actor_hidden=(64, 64), critic_hidden=(64, 64), actor_lr=1e-2,
+                                                   critic_lr=1e-2, hypernet_layers=1, gamma=0.95)
+
 
 def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
     """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``env``), with overrides.
