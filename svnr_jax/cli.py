@@ -111,6 +111,7 @@ def _add_config_options(parser: argparse.ArgumentParser, algo: str) -> None:
                     kwargs.update(choices=choices, metavar="{" + ",".join(choices) + "}")
             if f.name != "env":
                 help_text += f" (default: preset, else {default})"
+            help_text = help_text.replace("%", "%%")  # argparse %-formats help texts
             group.add_argument(_flag(f.name), *_ALIASES.get(f.name, []), help=help_text, **kwargs)
 
 

@@ -136,6 +136,17 @@ ALGO_PRESETS.update({("facmac", env): dict(actor_hidden=(100, 100), critic_hidde
 ALGO_PRESETS[("facmac", "particle_gather")] = dict(actor_hidden=(64, 64), critic_hidden=(64, 64), actor_lr=1e-2,
                                                    critic_lr=1e-2, hypernet_layers=1, gamma=0.95)
 
+# ----------------------------------------------------------------------------------- ROMMEO
+# Class defaults: the reference's rom_agent (maci/get_agents.py: 100-100, lr 1e-2, γ 0.95, τ 0.01) and its fast α
+# decay 500 → 0.1 (experiment/run_rommeo.py). That decay left 4 of 6 seeds of single_peak with saturated tanh-Gaussians
+# (|μ| ≫ 1, log σ beyond its clip) within our budget, so on the games and Particle Gather α follows SVNR's schedule
+# (as MASQL's) with γ of the game [ours]; MaMuJoCo: SVNR's MaMuJoCo values [ours: nothing published].
+ALGO_PRESETS.update({("rommeo", env): {k: v[k] for k in _MASQL_SAME_ALPHA if k in v} for env, v in _SVNR_GAMES.items()})
+ALGO_PRESETS.update({("rommeo", task): dict(
+    {k: _SVNR_MAMUJOCO[k] for k in _MASQL_SAME_ALPHA + ("tau",)}, policy_lr=3e-4, critic_lr=3e-4,
+    policy_hidden=(256, 256), opponent_hidden=(256, 256), critic_hidden=(256, 256),
+    reward_scale=MAMUJOCO_REWARD_SCALE[task.split("-")[0]]) for task in MAMUJOCO_TASKS})
+
 
 def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
     """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``env``), with overrides.

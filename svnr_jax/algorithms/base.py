@@ -190,7 +190,8 @@ def temperature_schedule(kind: str, init: float, end: float, anneal_iterations: 
 _REGISTRY: dict[str, tuple[type[AlgoConfig], type[Agent]]] = {}
 #: Modules whose import registers an algorithm; a new algorithm adds its module here.
 _BUILTIN_MODULES = ("svnr_jax.algorithms.svnr", "svnr_jax.algorithms.masql", "svnr_jax.algorithms.maddpg",
-                    "svnr_jax.algorithms.mmq", "svnr_jax.algorithms.qmix", "svnr_jax.algorithms.facmac")
+                    "svnr_jax.algorithms.mmq", "svnr_jax.algorithms.qmix", "svnr_jax.algorithms.facmac",
+                    "svnr_jax.algorithms.rommeo")
 _loaded = False
 
 
