@@ -22,8 +22,9 @@ component, MADDPG its deterministic actors); the same criterion in the other mod
 Outputs (``--out``, default ``experiments/results/stress``): ``stress_results.json`` (per algorithm and
 game: pass count with a Wilson 95 % interval, per-seed returns per mode, mean ± std, IQM with a 95 %
 bootstrap CI, wall time), per game ``<game>_samples.png`` (a panel per algorithm: executed joint samples
-of the seeds over the reward landscape; two-agent one-step games) and ``<game>_curves.png`` (in-scan
-evaluation return of the test mode, a line per algorithm), and a printed table.
+of the seeds over the reward landscape; two-agent one-step games; from ``samples_<game>_<algo>.npy``) and
+``<game>_curves.png`` (in-scan evaluation return of the test mode, a line per algorithm), and a printed
+table. Results of (algorithm, game) pairs not rerun are kept, and the figures show every stored algorithm.
 
     python -m experiments.stress_tests --algos svnr masql maddpg       # 10 seeds, full budget, six games
     python -m experiments.stress_tests --small                         # make demo: 3 seeds, small budget
@@ -136,7 +137,8 @@ def run_game(game: str, cfg: TrainConfig) -> dict:
     curve_key = test_key if test_key in evals else f"eval_{agent.eval_modes[0]}"
     return {
         "algo": cfg.algo, "game": game, "seeds": cfg.num_seeds, "iterations": cfg.iterations,
-        "env_steps": int(out.state.env_steps[0]), "train_seconds": train_time, "test_mode": agent.test_mode,
+        "env_steps": int(out.state.env_steps[0]), "num_envs": cfg.num_envs, "train_seconds": train_time,
+        "test_mode": agent.test_mode,
         "passes": passes, "pass_rate": passes / cfg.num_seeds, "passes_by_mode": passes_by_mode,
         "pass_rate_ci95": list(pass_rate_ci(passes, cfg.num_seeds)),
         "returns": {m: summarize(np.array([p[f"return_{m}"] for p in per_seed])) for m in agent.modes},
@@ -148,37 +150,42 @@ def run_game(game: str, cfg: TrainConfig) -> dict:
     }
 
 
-def plot_samples(results: list[dict], path: str, max_seeds: int = 10) -> bool:
+def plot_samples(results: list[dict], path: str, out: str, max_seeds: int = 10) -> bool:
     """One figure for a game: a panel per algorithm with the executed joint samples (test mode) of its seeds
-    over the reward landscape (two-agent one-step games only; returns False otherwise)."""
+    over the reward landscape (two-agent one-step games with stored samples; returns False otherwise)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from svnr_jax.envs import make
     from svnr_jax.plotting import plot_reward_landscape
 
-    spec = build(results[0]["_config"]).agent.spec
-    if spec.episode_length != 1 or spec.num_agents != 2:
+    game = results[0]["game"]
+    spec = make(game).spec
+    files = {r["algo"]: os.path.join(out, f"samples_{game}_{r['algo']}.npy") for r in results}
+    results = [r for r in results if os.path.exists(files[r["algo"]])]
+    if spec.episode_length != 1 or spec.num_agents != 2 or not results:
         return False
-    cols = len(results)
-    fig = Figure(figsize=(3.6 * cols, 3.8))
+    cols = min(len(results), 4)
+    rows = (len(results) + cols - 1) // cols
+    fig = Figure(figsize=(3.6 * cols, 3.6 * rows))
     FigureCanvasAgg(fig)
     lo, hi = spec.action_low, spec.action_high
     colors = ["cyan", "magenta", "lime", "orange", "white", "yellow", "red", "blue", "black", "pink"]
     for j, r in enumerate(results):
-        cfg = r["_config"]
-        ax = fig.add_subplot(1, cols, j + 1)
-        plot_reward_landscape(cfg.env, ax=ax, **cfg.env_kwargs)
+        ax = fig.add_subplot(rows, cols, j + 1)
+        plot_reward_landscape(game, ax=ax)
         leg = ax.get_legend()
         if leg is not None:
             leg.remove()
-        for s in range(min(r["seeds"], max_seeds)):
-            u = np.asarray(r["_samples"][s])[:200, :, 0]
+        samples = np.load(files[r["algo"]])
+        for s in range(min(len(samples), max_seeds)):
+            u = samples[s][:, :, 0]
             a = lo + 0.5 * (u + 1.0) * (hi - lo)
             ax.scatter(a[:, 0], a[:, 1], s=3, c=colors[s % len(colors)], edgecolors="none", alpha=0.6)
         ax.set_title(f"{r['algo']} ({r['test_mode']}): {r['passes']}/{r['seeds']} pass", fontsize=9)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-    fig.suptitle(f"{results[0]['game']}: executed joint actions (a colour per seed)")
+    fig.suptitle(f"{game}: executed joint actions (a colour per seed)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     return True
@@ -193,8 +200,7 @@ def plot_curves(results: list[dict], path: str) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for r in results:
-        cfg = r["_config"]
-        x = np.asarray(r["curve"]["eval_iteration"]) * cfg.num_envs
+        x = np.asarray(r["curve"]["eval_iteration"]) * r["num_envs"]
         y = np.asarray(r["curve"]["returns"])
         m, s = y.mean(0), y.std(0)
         ax.plot(x, m, label=f"{r['algo']} ({r['curve']['mode']})")
@@ -205,6 +211,13 @@ def plot_curves(results: list[dict], path: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def plot_game(game: str, results: list[dict], out: str) -> None:
+    """The figures of one game from every stored result of it: ``<game>_samples.png``, ``<game>_curves.png``."""
+    if results:
+        plot_samples(results, os.path.join(out, f"{game}_samples.png"), out)
+        plot_curves(results, os.path.join(out, f"{game}_curves.png"))
 
 
 def print_table(results: list[dict], file=None) -> None:
@@ -289,10 +302,11 @@ def main(argv=None) -> int:
             r = run_game(game, cfg)
             per_game.append(r)
             print_table([r])
-        plot_samples(per_game, os.path.join(args.out, f"{game}_samples.png"))
-        plot_curves(per_game, os.path.join(args.out, f"{game}_curves.png"))
+        for r in per_game:  # executed joint samples (test mode, ≤ 200 per seed) kept for the figures
+            np.save(os.path.join(args.out, f"samples_{game}_{r['algo']}.npy"), np.asarray(r["_samples"])[:, :200])
         results += per_game
         clean = kept + [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+        plot_game(game, [r for r in clean if r["game"] == game], args.out)
         with open(path + ".tmp", "w") as f:  # after every game: nothing lost
             json.dump({"device": str(jax.devices()[0]), "results": clean}, f, indent=1)
         os.replace(path + ".tmp", path)

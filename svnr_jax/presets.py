@@ -32,9 +32,13 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     "climbing": dict(_GAME_BASE, iterations=1000, batch_size=32, warmup_iterations=64, updates_per_iteration=8,
                      critic_warmup_updates=1000),
     "penalty": dict(_GAME_BASE, iterations=1000),
-    "particle_gather": dict(num_envs=8, updates_per_iteration=4, batch_size=64, iterations=1500,
-                            warmup_iterations=50, eval_every=250, eval_episodes=32, chunk_iterations=500,
-                            buffer_size=100_000),
+    # particle_gather [ours]: landmark radius 0.4 and relative landmark features in the critic's state. With the env's
+    # default radius 0.2 uniform exploration has every agent inside on 0.09 % of steps (-5: 5.6 %): critics never see
+    # +10 and learn the landmark as a -5 hazard (SVNR fled it, or waited just outside with the features; 0/3 seeds in
+    # every variant tried, docs/particle_gather.md); with 0.4, 1.2 % of the 2000 warm-up steps. For every algorithm.
+    "particle_gather": dict(env_config=dict(relative_state=True, rho=0.4), num_envs=8, updates_per_iteration=4,
+                            batch_size=64, iterations=1500, warmup_iterations=250, eval_every=250, eval_episodes=32,
+                            chunk_iterations=500, buffer_size=100_000),
 }
 
 # MaMuJoCo (SPEC §6, §8) [ours]: full-scale GPU budget near FACMAC's (2M env steps, buffer 1e6): 16 envs ×
@@ -146,6 +150,23 @@ ALGO_PRESETS.update({("rommeo", task): dict(
     {k: _SVNR_MAMUJOCO[k] for k in _MASQL_SAME_ALPHA + ("tau",)}, policy_lr=3e-4, critic_lr=3e-4,
     policy_hidden=(256, 256), opponent_hidden=(256, 256), critic_hidden=(256, 256),
     reward_scale=MAMUJOCO_REWARD_SCALE[task.split("-")[0]]) for task in MAMUJOCO_TASKS})
+
+# ----------------------------------------------------------------------------------- PR2
+# Class defaults: maci/learners/mavb_ac.py (lr 1e-3, τ 0.01, 16 value and 16 kernel particles, α 1); one-step games:
+# the differential-game script's values (experiment/run_baselines.py: 100-100, critic lr 1e-2, 32 kernel particles,
+# α 0.1 constant) except the actor's lr, kept at the class default 1e-3 [ours]: at the script's 1e-2 our tanh actor
+# saturates within ~50 updates (0/6 seeds of single_peak; 6/6 at 1e-3). Particle Gather: the same with SVNR's α
+# schedule and γ 0.95 [ours]. MaMuJoCo: SVNR's MaMuJoCo values [ours: nothing published].
+_PR2_GAMES = dict(actor_hidden=(100, 100), conditional_hidden=(100, 100), critic_hidden=(100, 100), policy_lr=1e-3,
+                  critic_lr=1e-2, num_particles=32, value_samples=16, tau=0.01, gamma=0.0, alpha_init=0.1,
+                  alpha_min=0.1)
+ALGO_PRESETS.update({("pr2", env): dict(_PR2_GAMES) for env in _SVNR_GAMES if env != "particle_gather"})
+ALGO_PRESETS[("pr2", "particle_gather")] = dict(_PR2_GAMES, gamma=0.95, alpha_schedule="exponential", alpha_init=1.0,
+                                                alpha_min=0.05, alpha_anneal_fraction=0.8)
+ALGO_PRESETS.update({("pr2", task): dict(
+    actor_hidden=(256, 256), conditional_hidden=(256, 256), critic_hidden=(256, 256), policy_lr=3e-4, critic_lr=3e-4,
+    tau=0.005, gamma=0.99, num_particles=32, value_samples=16, reward_scale=MAMUJOCO_REWARD_SCALE[task.split("-")[0]],
+    alpha_schedule="exponential", alpha_init=1.0, alpha_min=0.1, alpha_anneal_fraction=0.5) for task in MAMUJOCO_TASKS})
 
 
 def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):

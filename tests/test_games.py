@@ -359,3 +359,18 @@ def test_plot_reward_landscape_single_peak(tmp_path):
     assert z[2, 2] == 6.75 and z[2, 3] == 10 - (4 + 4) / 4  # (0, 0) and (5, 0)
     ax = plot_reward_landscape("single_peak", path=tmp_path / "s.png", resolution=16)
     assert (tmp_path / "s.png").stat().st_size > 0 and ax.get_xlim() == (-10.0, 10.0)
+
+
+def test_particle_gather_relative_state_layout():
+    """relative_state appends landmark - position and distance - ρ per agent (negative = inside) to the state."""
+    env, step, _ = _pg(num_agents=3, rho=0.3, relative_state=True)
+    n = 3
+    assert env.spec.state_size == 5 * n + 3 and _pg(num_agents=3)[0].spec.state_size == 2 * n + 3
+    p, lm = np.array([[0.1, 0.0], [0.5, 0.5], [-1.0, 0.2]], np.float32), np.array([0.2, 0.1], np.float32)
+    nxt = step(_pg_state(env, p, lm, time=4), jnp.zeros((n, 2)), jax.random.key(0))
+    rel = lm - p
+    expected = np.concatenate([p.reshape(-1), lm, rel.reshape(-1), np.linalg.norm(rel, axis=-1) - 0.3, [5 / 25]])
+    np.testing.assert_allclose(nxt.global_state, expected, rtol=1e-5, atol=1e-6)
+    assert np.sum(nxt.global_state[2 * n + 2 + 2 * n:-1] <= 0) == 1  # only agent 0 is inside
+    with pytest.raises(ValueError, match="relative_state must be true or false"):
+        make("particle_gather", relative_state=1)

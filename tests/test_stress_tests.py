@@ -52,6 +52,7 @@ def test_comparison_end_to_end(tmp_path, capsys):
         assert r["returns"][r["test_mode"]]["iqm_ci_low"] <= r["returns"][r["test_mode"]]["iqm_ci_high"]
         assert set(r["passes_by_mode"]) >= {r["test_mode"]}
     assert (out / "max_of_three_samples.png").stat().st_size > 1000
+    assert (out / "samples_max_of_three_svnr.npy").exists()
     assert (out / "max_of_three_curves.png").stat().st_size > 1000
     # a rerun of one algorithm keeps the other's results
     assert st.main(["--algos", "maddpg", "--games", "max_of_three", "--seeds", "2", "--iterations", "8",

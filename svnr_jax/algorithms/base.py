@@ -172,10 +172,18 @@ def adam(lr: float, grad_clip: float = 0.0) -> optax.GradientTransformation:
     return optax.chain(*clip, optax.adam(lr))
 
 
+def per_agent(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` applied independently to each agent's slice of parameters stacked on a leading agent axis (each
+    agent has its own optimiser state and gradient clip, as openai/maddpg's one optimiser per agent)."""
+    return optax.GradientTransformation(jax.vmap(tx.init), jax.vmap(tx.update))
+
+
 def temperature_schedule(kind: str, init: float, end: float, anneal_iterations: float) -> optax.Schedule:
     """An optax schedule of the temperature α over training iterations: ``constant`` (``init``),
     ``linear`` or ``exponential`` from ``init`` to ``end``, reached after ``anneal_iterations`` and held."""
     steps = max(anneal_iterations, 1.0)
+    if kind != "constant" and not (init > 0 and end > 0):
+        raise ValueError(f"temperature schedule {kind!r} needs init and end > 0, got {init!r} and {end!r}")
     if kind == "constant":
         return optax.constant_schedule(init)
     if kind == "linear":
@@ -191,7 +199,7 @@ _REGISTRY: dict[str, tuple[type[AlgoConfig], type[Agent]]] = {}
 #: Modules whose import registers an algorithm; a new algorithm adds its module here.
 _BUILTIN_MODULES = ("svnr_jax.algorithms.svnr", "svnr_jax.algorithms.masql", "svnr_jax.algorithms.maddpg",
                     "svnr_jax.algorithms.mmq", "svnr_jax.algorithms.qmix", "svnr_jax.algorithms.facmac",
-                    "svnr_jax.algorithms.rommeo")
+                    "svnr_jax.algorithms.rommeo", "svnr_jax.algorithms.pr2")
 _loaded = False
 
 
@@ -239,4 +247,4 @@ def make_agent(name: str, spec: EnvSpec, config: AlgoConfig, total_iterations: i
 
 
 __all__ = ["EXPLORE", "SCHEDULES", "AlgoConfig", "Agent", "adam", "bad_value", "get_algorithm", "gradient_step",
-           "is_int", "is_num", "list_algorithms", "make_agent", "register", "temperature_schedule"]
+           "is_int", "is_num", "list_algorithms", "make_agent", "per_agent", "register", "temperature_schedule"]

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, gradient_step, is_num, register
+from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, gradient_step, is_num, per_agent, register
 from svnr_jax.envs.base import EnvSpec
 from svnr_jax.networks import MLP, make_critic
 from svnr_jax.replay import Transition
@@ -82,12 +82,6 @@ class MADDPGState:
     actor_opt: optax.OptState
     critic_opt: optax.OptState
     updates: Array
-
-
-def per_agent(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``tx`` applied independently to each agent's slice of parameters stacked on a leading agent axis
-    (each agent has its own gradient clip, as openai/maddpg's one optimiser per agent)."""
-    return optax.GradientTransformation(jax.vmap(tx.init), jax.vmap(tx.update))
 
 
 def actor_loss(actor_params, obs: Array, state: Array, action: Array, *, actor_apply: Callable,

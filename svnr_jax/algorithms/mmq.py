@@ -39,8 +39,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, gradient_step, is_num, register
-from svnr_jax.algorithms.maddpg import per_agent
+from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, gradient_step, is_num, per_agent, register
 from svnr_jax.envs.base import EnvSpec
 from svnr_jax.networks import MLP
 from svnr_jax.replay import Transition

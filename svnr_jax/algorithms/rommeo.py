@@ -59,10 +59,10 @@ from svnr_jax.algorithms.base import (
     adam,
     gradient_step,
     is_num,
+    per_agent,
     register,
     temperature_schedule,
 )
-from svnr_jax.algorithms.maddpg import per_agent
 from svnr_jax.envs.base import EnvSpec
 from svnr_jax.networks import MLP, make_critic
 from svnr_jax.replay import Transition

@@ -20,7 +20,11 @@ Observation of agent i (size ``2N + 4``): own position (2), own velocity (2), la
 position (2), then every other agent's position minus own position (2 each, other agents in index
 order). Global state (size ``2N + 3``): all positions ``[N·2]`` (agent-major), the landmark centre (2),
 and the elapsed fraction ``time / episode_length`` (1) so a critic can tell how much of the episode is
-left.
+left. With ``relative_state=True`` [ours] (size ``5N + 3``) the landmark centre minus each position
+``[N·2]`` and each agent's distance to the landmark minus ``ρ`` ``[N]`` (negative = inside) come before the
+time fraction: the reward is a threshold on these distances, which a small critic MLP does not recover
+from raw coordinates with the data of a short run (a 64-64 MLP regressing the reward on 12k uniform
+transitions predicts 0.0 where the truth is -5 and 1.3 where it is +10; with these features -3.0 and 7.7).
 
 ``best_team_reward = 10``. ``best_return`` is ``None``: it depends on the start (at most
 ``10 · episode_length`` when every agent starts inside).
@@ -66,9 +70,11 @@ class ParticleGather(Env):
       rho: landmark radius, in ``(0, 2√2)`` (the box diagonal).
       max_speed: distance moved per step at full action, > 0.
       episode_length: time limit in steps, >= 1.
+      relative_state: append landmark-minus-position and distance-minus-rho features to the global state.
     """
 
-    def __init__(self, num_agents: int = 2, rho: float = 0.2, max_speed: float = 0.1, episode_length: int = 25):
+    def __init__(self, num_agents: int = 2, rho: float = 0.2, max_speed: float = 0.1, episode_length: int = 25,
+                 relative_state: bool = False):
         if isinstance(num_agents, bool) or not isinstance(num_agents, int | np.integer) or num_agents < 2:
             raise ValueError(f"particle_gather: num_agents must be an integer >= 2, got {num_agents!r}")
         if not _is_number(rho) or not 0.0 < rho < 2.0 * np.sqrt(2.0):
@@ -78,7 +84,10 @@ class ParticleGather(Env):
         if isinstance(episode_length, bool) or not isinstance(episode_length, int | np.integer) \
                 or episode_length < 1:
             raise ValueError(f"particle_gather: episode_length must be an integer >= 1, got {episode_length!r}")
+        if not isinstance(relative_state, bool):
+            raise ValueError(f"particle_gather: relative_state must be true or false, got {relative_state!r}")
         n = int(num_agents)
+        self.relative_state = relative_state
         self.rho = float(rho)
         self.max_speed = float(max_speed)
         self.spec = EnvSpec(
@@ -86,7 +95,7 @@ class ParticleGather(Env):
             num_agents=n,
             obs_sizes=(2 * n + 4,) * n,
             action_sizes=(2,) * n,
-            state_size=2 * n + 3,
+            state_size=(5 if relative_state else 2) * n + 3,
             action_low=-1.0,
             action_high=1.0,
             episode_length=int(episode_length),
@@ -96,7 +105,7 @@ class ParticleGather(Env):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"num_agents": 2, "rho": 0.2, "max_speed": 0.1, "episode_length": 25}
+        return {"num_agents": 2, "rho": 0.2, "max_speed": 0.1, "episode_length": 25, "relative_state": False}
 
     def reward(self, positions: Array, landmark: Array) -> Array:
         """Team reward of a configuration.
@@ -126,9 +135,15 @@ class ParticleGather(Env):
         )
 
     def global_state(self, es: ParticleGatherState, time: Array) -> Array:
-        """``[2N + 3]``: positions (agent-major), landmark, ``time / episode_length``."""
+        """``[2N + 3]``: positions (agent-major), landmark, ``time / episode_length``; with ``relative_state``
+        ``[5N + 3]``: positions, landmark, landmark minus each position (agent-major), each agent's distance
+        to the landmark minus ``ρ`` (negative = inside), ``time / episode_length``."""
         frac = (time / self.spec.episode_length).astype(jnp.float32)
-        return jnp.concatenate([es.positions.reshape(-1), es.landmark, frac[None]])
+        if not self.relative_state:
+            return jnp.concatenate([es.positions.reshape(-1), es.landmark, frac[None]])
+        rel = es.landmark[None, :] - es.positions
+        margin = jnp.linalg.norm(rel, axis=-1) - self.rho
+        return jnp.concatenate([es.positions.reshape(-1), es.landmark, rel.reshape(-1), margin, frac[None]])
 
     def reset(self, key: Array) -> State:
         """Draw the landmark centre and start positions uniformly in ``[-1, 1]²``."""
