@@ -26,8 +26,10 @@ of the seeds over the reward landscape; two-agent one-step games; from ``samples
 ``<game>_curves.png`` (in-scan evaluation return of the test mode, a line per algorithm), and a printed
 table. Results of (algorithm, game) pairs not rerun are kept, and the figures show every stored algorithm.
 
-    python -m experiments.stress_tests --algos svnr masql maddpg       # 10 seeds, full budget, six games
-    python -m experiments.stress_tests --small                         # make demo: 3 seeds, small budget
+    python -m experiments.stress_tests                                 # every algorithm, six games, 10 seeds
+    python -m experiments.stress_tests --algos svnr masql maddpg       # some algorithms
+    python -m experiments.stress_tests --small                         # make demo: SVNR, MASQL, MADDPG on the
+                                                                       # PRO and ERO games, 3 seeds, small budget
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from svnr_jax.training import build, make_train, seed_keys
 
 GAMES = ("max_of_two", "two_modalities", "max_of_three", "particle_gather", "climbing", "penalty")
 SMALL_GAMES = ("two_modalities", "max_of_three")
+SMALL_ALGOS = ("svnr", "masql", "maddpg")  # the method and the two baselines that define the paper's failure modes
 SAMPLE_EPISODES = 1000  # executed episodes per seed in the test mode (one-step games)
 OTHER_EPISODES = 100  # per seed in the other modes, and in the test mode of multi-step games
 
@@ -254,8 +257,9 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", nargs="+", default=["all"],
-                   help=f"algorithms to compare, or all (default); registered: {list_algorithms()}")
+    p.add_argument("--algos", nargs="+", default=None,
+                   help=f"algorithms to compare, or all (default; with --small: {' '.join(SMALL_ALGOS)}); registered: "
+                        f"{list_algorithms()}")
     p.add_argument("--games", nargs="+", default=None, choices=(*GAMES, "single_peak"),
                    help=f"games (default: {' '.join(GAMES)}; with --small: {' '.join(SMALL_GAMES)})")
     p.add_argument("--seeds", type=int, default=None, help="seeds per (algorithm, game), vmapped (default 10; 3 "
@@ -271,7 +275,8 @@ def main(argv=None) -> int:
                    help="overrides for every run, e.g. batch_size=32 algo.gamma=0.0 (JSON values; algo.* fields "
                         "must exist in every chosen algorithm's config)")
     args = p.parse_args(argv)
-    algos = list_algorithms() if args.algos == ["all"] else args.algos
+    algos = args.algos or (list(SMALL_ALGOS) if args.small else ["all"])
+    algos = list_algorithms() if algos == ["all"] else algos
     unknown = [a for a in algos if a not in list_algorithms()]
     if unknown:
         p.error(f"unknown algorithm(s) {unknown}; registered: {list_algorithms()}")
