@@ -163,3 +163,16 @@ def test_critic_warmup_moves_only_the_critic():
                                          plain.learner.critic_params, warmed.learner.critic_params))
     assert max(diffs) > 0.0
     assert int(warmed.learner.updates) == int(plain.learner.updates) + 5
+
+
+def test_checkpoint_of_a_changed_state_layout_fails_loudly(tmp_path):
+    """Stored by tree path with its layout: a renamed leaf or a changed shape is refused with the path named."""
+    tree = {"learner": {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}, "step": jnp.zeros((), jnp.int32)}
+    manager = checkpoint.manager(str(tmp_path))
+    checkpoint.save(manager, 1, tree, algo="svnr")
+    with pytest.raises(ValueError, match=r"learner\.w: saved \[\[2, 3\], 'float32'\], expected \[\[4, 3\]"):
+        checkpoint.restore(manager, {**tree, "learner": {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}}, algo="svnr")
+    with pytest.raises(ValueError, match=r"missing \['learner\.v'\].*unexpected \['learner\.w'\]"):
+        checkpoint.restore(manager, {**tree, "learner": {"v": jnp.ones((2, 3)), "b": jnp.zeros(3)}}, algo="svnr")
+    restored, _ = checkpoint.restore(manager, tree, algo="svnr")
+    np.testing.assert_array_equal(restored["learner"]["w"], tree["learner"]["w"])
