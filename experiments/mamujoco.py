@@ -108,7 +108,8 @@ def main(argv=None) -> int:
             cfg = task_config(task, seed, args.small, args.steps)
             run_dir = os.path.join(args.runs_dir, task, f"seed{seed}")
             t0 = time.time()
-            res = run(cfg, run_dir, progress=not args.no_progress)
+            resume = os.path.exists(os.path.join(run_dir, "config.json"))  # continue (or skip) an earlier run
+            res = run(cfg, run_dir, resume=resume, progress=not args.no_progress)
             curve = eval_curve(run_dir)
             last = curve[-1] if curve else {}
             rows.append({"task": task, "seed": seed, "status": res.status, "message": res.message,

@@ -77,11 +77,12 @@ def manager(run_dir: str, max_to_keep: int = 2):
                                  options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
-def save(mgr, step: int, state, *, algo: str) -> None:
-    """Save ``state`` at ``step`` with its metadata (blocking)."""
+def save(mgr, step: int, state, *, algo: str, meta: dict | None = None) -> None:
+    """Save ``state`` at ``step`` with its metadata (algorithm, layout, and ``meta``, e.g. the run's config;
+    blocking)."""
     import orbax.checkpoint as ocp
 
-    meta = {"format": FORMAT, "algo": algo, "layout": layout(state)}
+    meta = {**(meta or {}), "format": FORMAT, "algo": algo, "layout": layout(state)}
     mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_saveable(state)),
                                            meta=ocp.args.JsonSave(meta)))
     mgr.wait_until_finished()

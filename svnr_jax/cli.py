@@ -164,6 +164,9 @@ def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
                     help=f"algorithm (default svnr); one of {list_algorithms()}")
     tr.add_argument("--run-dir", default=None, help="output folder (default runs/<env>-<time>)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace the run already in --run-dir (its files are removed); without --resume or "
+                         "--overwrite a folder holding a run is refused")
     tr.add_argument("--no-progress", action="store_true", help="no progress line per chunk")
     tr.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
     _add_config_options(tr, algo)
@@ -229,7 +232,7 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(f"training {config.algo} on {config.env}: {config.num_seeds} seed(s), {config.iterations} iterations "
           f"-> {run_dir}", file=sys.stderr)
     try:
-        result = run(config, run_dir, resume=args.resume, progress=not args.no_progress)
+        result = run(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as e:  # e.g. a topology mask of the wrong size for the env, a checkpoint of another layout
         parser.error(str(e))
     print(result.message, file=sys.stderr)

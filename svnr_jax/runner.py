@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -26,6 +27,66 @@ import numpy as np
 from svnr_jax import acting, checkpoint
 from svnr_jax.config import TrainConfig, save_json
 from svnr_jax.training import Trainer, TrainState, make_trainer, seed_keys
+
+
+def _complete_lines(path: str) -> list[str]:
+    """The lines of a text file that end with a newline (a partial last line, cut by a kill, is dropped)."""
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    return lines
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (a crash leaves the old or the new file)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDirError(ValueError):
+    """The run folder cannot be used as asked (it holds another run, is missing, is not writable)."""
+
+
+#: What a run writes in its folder (``--overwrite`` removes exactly these).
+RUN_FILES = ("config.json", "metrics.csv", "metrics.jsonl", "eval.csv", "eval.json", "tb", "checkpoints",
+             "render.gif")
+
+
+def prepare_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> None:
+    """Check (and create) the run folder before anything is written.
+
+    Raises:
+      RunDirError: a run is already there (without ``resume``/``overwrite``), nothing is there to resume, or the
+        folder cannot be created or written.
+    """
+    if resume and overwrite:
+        raise RunDirError("--resume and --overwrite exclude each other")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"run folder {run_dir!r} is a file")
+    present = [n for n in RUN_FILES if os.path.exists(os.path.join(run_dir, n))]
+    if resume:
+        if not present:
+            raise RunDirError(f"nothing to resume in {run_dir!r} (no run there); drop --resume to start a new run")
+        return
+    if present and not overwrite:
+        raise RunDirError(f"run folder {run_dir!r} already holds a run ({', '.join(present)}); use --resume to "
+                          "continue it or --overwrite to replace it")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        for n in present:  # --overwrite: the old run goes completely
+            path = os.path.join(run_dir, n)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        probe = os.path.join(run_dir, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise RunDirError(f"cannot write the run folder {run_dir!r}: {e.strerror or e}") from None
 
 
 class RunResult(NamedTuple):
@@ -70,7 +131,7 @@ class MetricsWriter:
                 if os.path.exists(p):
                     os.remove(p)
         else:
-            self._truncate(keep_below)
+            self.truncate(keep_below)
         try:
             from tensorboardX import SummaryWriter
 
@@ -78,26 +139,34 @@ class MetricsWriter:
         except ImportError:  # pragma: no cover - optional
             self.tb = None
 
-    def _truncate(self, keep_below: int) -> None:
-        for name in ("metrics.csv", "eval.csv"):
+    def truncate(self, iteration: int) -> None:
+        """Cut every metric file back to a checkpoint at ``iteration``: per-iteration rows of iterations
+        ``< iteration`` (0-based) and evaluations at iterations ``<= iteration`` stay, rows after it and a partial
+        last line (a kill mid-write) go. Rewritten through a temporary file and a rename, never in place."""
+
+        def first_field(line: str) -> int | None:
+            try:
+                return int(line.split(",", 1)[0])
+            except ValueError:
+                return None
+
+        def json_iteration(line: str) -> int | None:
+            try:
+                return int(json.loads(line)["iteration"])
+            except (ValueError, KeyError, TypeError):
+                return None
+
+        for name, it_of, keep in (("metrics.csv", first_field, lambda i: i < iteration),
+                                  ("eval.csv", first_field, lambda i: i <= iteration),
+                                  ("metrics.jsonl", json_iteration, lambda i: i < iteration)):
             p = self.paths[name]
             if not os.path.exists(p):
                 continue
-            with open(p) as f:
-                rows = list(csv.DictReader(f))
-            fields = list(rows[0].keys()) if rows else []
-            rows = [r for r in rows if int(r["iteration"]) < keep_below]
-            with open(p, "w", newline="") as f:
-                if fields:
-                    w = csv.DictWriter(f, fields)
-                    w.writeheader()
-                    w.writerows(rows)
-        p = self.paths["metrics.jsonl"]
-        if os.path.exists(p):
-            with open(p) as f:
-                lines = [ln for ln in f if ln.strip() and json.loads(ln)["iteration"] < keep_below]
-            with open(p, "w") as f:
-                f.writelines(lines)
+            lines = _complete_lines(p)
+            head = lines[:1] if name.endswith(".csv") else []
+            body = lines[len(head):]
+            kept = [ln for ln in body if (i := it_of(ln)) is not None and keep(i)]
+            _atomic_write(p, "".join(head + kept) if kept or head else "")
 
     def _append_csv(self, name: str, rows: list[dict]) -> None:
         p = self.paths[name]
@@ -145,6 +214,7 @@ def run(
     run_dir: str,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     max_chunks: int | None = None,
     progress: bool = True,
     handle_signals: bool = True,
@@ -152,32 +222,46 @@ def run(
     """Train ``config.num_seeds`` seeds in chunks, logging and checkpointing each chunk.
 
     Args:
-      config: validated here, before anything compiles.
+      config: validated (and the env and agent built) before anything is written.
       run_dir: output folder (``config.json``, ``metrics.csv``, ``metrics.jsonl``, ``eval.csv``,
         ``tb/``, ``checkpoints/``).
-      resume: continue from the latest checkpoint in ``run_dir`` (the config must match the saved one).
+      resume: continue from the latest checkpoint in ``run_dir`` (the config must match the saved one, and the
+        one stored in the checkpoint); the metric files are cut back to the checkpoint's iteration.
+      overwrite: replace a run already in ``run_dir`` (its files are removed first). Without ``resume`` or
+        ``overwrite`` a folder holding a run is refused.
       max_chunks: stop (as if interrupted) after this many chunks in this call — for tests and budgets.
       progress: print a progress line per chunk.
       handle_signals: SIGINT/SIGTERM finish the current chunk, save, and return ``"interrupted"``.
     Returns:
       :class:`RunResult`.
+    Raises:
+      ValueError: a bad config; :class:`RunDirError`: the folder cannot be used as asked; a resume whose
+        config differs from the saved one.
     """
+    from svnr_jax.config import load_json, to_dict
+
     trainer = make_trainer(config)  # validates the config and builds env + agent before anything is written
-    os.makedirs(run_dir, exist_ok=True)
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     cfg_path = os.path.join(run_dir, "config.json")
     if resume and os.path.exists(cfg_path):
-        from svnr_jax.config import load_json
-
         saved = load_json(cfg_path)
         if saved != config:
-            raise ValueError(f"resume: config differs from the one saved in {cfg_path}")
+            raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
+    manager = checkpoint.manager(run_dir)
+    if resume and manager.latest_step() is not None:
+        stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
+        given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
+        if stored is not None and stored != given:
+            manager.close()
+            diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
+            raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config (differs in "
+                              f"{diff}); start a new run folder instead")
     save_json(config, cfg_path)
 
     keys = seed_keys(config)
     if trainer.sharding is not None:
         keys = jax.device_put(keys, trainer.sharding)
     state = trainer.init(keys)
-    manager = checkpoint.manager(run_dir)
     start_chunk = 0
     if resume and manager.latest_step() is not None:
         state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
@@ -221,8 +305,10 @@ def run(
                 break
             state = new_state
             done = k + 1
-            checkpoint.save(manager, done, state, algo=config.algo)
+            # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
+            # resume cuts back (never a checkpoint whose rows are missing)
             writer.write(k * config.chunk_iterations, metrics, evals)
+            checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)})
             rate = config.chunk_iterations * config.num_envs * config.num_seeds / (time.time() - t0)
             ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
             bar.update(done * config.chunk_iterations,
@@ -288,4 +374,5 @@ def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str,
                             "per_seed": [float(x) for x in res[f"eval_{m}"]]} for m in modes}}
 
 
-__all__ = ["MetricsWriter", "RunResult", "evaluate_run", "load_run", "run"]
+__all__ = ["RUN_FILES", "MetricsWriter", "RunDirError", "RunResult", "evaluate_run", "load_run", "prepare_run_dir",
+           "run"]
