@@ -249,7 +249,7 @@ def _eval(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         modes = None if args.modes is None else tuple(args.modes)
         res = evaluate_run(args.run_dir, episodes=args.episodes, modes=modes, seed=args.seed)
-    except ValueError as e:  # an unknown mode for this algorithm, a checkpoint of another layout
+    except (ValueError, FileNotFoundError) as e:  # an unknown mode, a checkpoint of another layout, none at all
         parser.error(str(e))
     print(f"{res['algo']} on {res['env']} @ iteration {res['iteration']} ({res['episodes']} episodes per mode and "
           "seed)")
@@ -284,7 +284,10 @@ def _render(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from svnr_jax.envs.mamujoco.render import render_trajectory, save_video
     from svnr_jax.runner import load_run
 
-    config, trainer, state, step = load_run(args.run_dir)
+    try:
+        config, trainer, state, step = load_run(args.run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
     setup = trainer.setup
     env, agent = setup.eval_env, setup.agent
     mode = args.mode or ("deterministic" if "deterministic" in agent.modes else agent.test_mode)

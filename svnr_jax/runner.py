@@ -169,6 +169,8 @@ class MetricsWriter:
             _atomic_write(p, "".join(head + kept) if kept or head else "")
 
     def _append_csv(self, name: str, rows: list[dict]) -> None:
+        if not rows:
+            return
         p = self.paths[name]
         new = not os.path.exists(p) or os.path.getsize(p) == 0
         with open(p, "a", newline="") as f:
@@ -292,16 +294,25 @@ def run(
             watched = sorted(m for m in metrics if m.endswith("loss"))
             losses = np.stack([metrics[m] for m in watched]) if watched else np.zeros((0, 1, 1))
             if not np.all(np.isfinite(losses)):
-                bad = np.argwhere(~np.isfinite(losses))[0]
-                it = k * config.chunk_iterations + int(bad[2]) + 1
+                bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
+                bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
+                first, t_bad = k * config.chunk_iterations, int(bad[2])
+                if t_bad > 0:  # the failing chunk's rows before it are kept
+                    keep = evals["eval_iteration"][0] <= first + t_bad
+                    writer.write(first, {n: v[:, :t_bad] for n, v in metrics.items()},
+                                 {n: v[:, keep] for n, v in evals.items()})
                 last = manager.latest_step()
                 where = (f"last good checkpoint: {os.path.join(run_dir, 'checkpoints', str(last))} "
                          f"(after iteration {last * config.chunk_iterations})" if last is not None
                          else "no checkpoint was saved yet")
                 status = "nonfinite"
-                message = (f"non-finite {watched[bad[0]]} at iteration {it} (seed {bad[1]}); "
+                message = (f"non-finite {watched[bad[0]]} at iteration {first + t_bad + 1} (seed {bad[1]}); "
                            f"stopping. {where}")
                 print(message, file=sys.stderr)
+                # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
+                again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
+                fresh = trainer.init(again if trainer.sharding is None else jax.device_put(again, trainer.sharding))
+                state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
                 break
             state = new_state
             done = k + 1

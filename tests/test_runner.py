@@ -98,3 +98,13 @@ def test_unusable_run_folder_is_a_one_line_error(tmp_path, capsys):
                       "--chunk-iterations", "20", "--eval-every", "20", "--no-progress"])
         err = capsys.readouterr().err
         assert e.value.code == 2 and "Traceback" not in err and str(d) in err
+
+
+def test_eval_of_a_run_without_checkpoint_is_a_one_line_error(full, tmp_path, capsys):
+    d = str(tmp_path / "run")
+    shutil.copytree(full, d)
+    shutil.rmtree(os.path.join(d, "checkpoints"))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["eval", d])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "no checkpoint" in err and "Traceback" not in err

@@ -89,6 +89,9 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys):
     res = runner.run(cfg, str(tmp_path), progress=False)
     assert res.status == "nonfinite"
     assert "non-finite" in res.message and "no checkpoint" in res.message
+    # the returned state is the last good one (before: "Array has been deleted"), here the initial state
+    assert int(np.asarray(res.state.iteration)[0]) == 0 and np.all(np.isfinite(np.asarray(
+        jax.tree.leaves(res.state.learner.policy_params)[0])))
 
 
 def test_seeds_sharded_over_two_host_devices():
