@@ -9,7 +9,9 @@ message that names the difference instead of loading wrong weights.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from typing import Any
 
 import jax
@@ -46,9 +48,21 @@ def _leaves(tree) -> list[tuple[str, Any]]:
     return out
 
 
-def to_saveable(tree) -> dict[str, Any]:
-    """A pytree → ``{path: array}`` (keys as raw data, zero-size leaves left out)."""
-    return {n: (jax.random.key_data(x) if _is_key(x) else x) for n, x in _leaves(tree) if getattr(x, "size", 1) > 0}
+def to_saveable(tree, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A pytree → ``{path: array}`` (keys as raw data; zero-size leaves and paths starting with a ``skip``
+    prefix left out)."""
+    return {n: (jax.random.key_data(x) if _is_key(x) else x) for n, x in _leaves(tree)
+            if getattr(x, "size", 1) > 0 and not n.startswith(skip)}
+
+
+def checksum(saved: dict[str, Any]) -> str:
+    """BLAKE2b of the arrays of :func:`to_saveable`'s dict (paths, shapes, dtypes and bytes, in path order)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(saved):
+        x = np.ascontiguousarray(np.asarray(jax.device_get(saved[name])))
+        h.update(f"{name}|{x.shape}|{x.dtype}|".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()
 
 
 def layout(tree) -> dict[str, list]:
@@ -56,13 +70,17 @@ def layout(tree) -> dict[str, list]:
     return {n: [list(x.shape), "key" if _is_key(x) else str(x.dtype)] for n, x in _leaves(tree)}
 
 
-def from_saveable(saved: dict[str, Any], template):
-    """Inverse of :func:`to_saveable`, with ``template``'s structure, key leaves and zero-size leaves."""
+def from_saveable(saved: dict[str, Any], template, skip: tuple[str, ...] = ()):
+    """Inverse of :func:`to_saveable`, with ``template``'s structure, key leaves, zero-size leaves and the leaves
+    under the ``skip`` prefixes (taken from ``template`` as they are)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     out = []
     for p, t in leaves:
-        x = saved.get(_path_name(p))
-        if x is None:  # a zero-size leaf
+        name = _path_name(p)
+        x = saved.get(name)
+        if name.startswith(skip) and getattr(t, "size", 1) > 0:
+            out.append(t)
+        elif x is None:  # a zero-size leaf
             out.append(jnp.zeros(t.shape, t.dtype))
         else:
             out.append(jax.random.wrap_key_data(x) if _is_key(t) else x)
@@ -77,15 +95,21 @@ def manager(run_dir: str, max_to_keep: int = 2):
                                  options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
-def save(mgr, step: int, state, *, algo: str, meta: dict | None = None) -> None:
-    """Save ``state`` at ``step`` with its metadata (algorithm, layout, and ``meta``, e.g. the run's config;
-    blocking)."""
+def save(mgr, step: int, state, *, algo: str, meta: dict | None = None, skip: tuple[str, ...] = ()) -> None:
+    """Save ``state`` at ``step`` with its metadata (algorithm, layout, checksum, the ``skip`` prefixes left out,
+    and ``meta``, e.g. the run's config; blocking)."""
     import orbax.checkpoint as ocp
 
-    meta = {**(meta or {}), "format": FORMAT, "algo": algo, "layout": layout(state)}
-    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_saveable(state)),
+    saved = jax.device_get(to_saveable(state, skip))
+    meta = {**(meta or {}), "format": FORMAT, "algo": algo, "layout": layout(state), "skip": list(skip),
+            "checksum": checksum(saved)}
+    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_saveable(state, skip)),
                                            meta=ocp.args.JsonSave(meta)))
     mgr.wait_until_finished()
+
+
+class OldFormatCheckpoint(ValueError):
+    """A checkpoint written before states were stored by path (no metadata)."""
 
 
 def read_meta(mgr, step: int) -> dict:
@@ -94,8 +118,8 @@ def read_meta(mgr, step: int) -> dict:
 
     path = os.path.join(str(mgr.directory), str(step))
     if not os.path.isdir(os.path.join(path, "meta")):
-        raise ValueError(f"checkpoint {path} has no metadata: it was written by an older svnr-jax (state stored by "
-                         "leaf index) and cannot be restored by path; retrain or use the version that wrote it")
+        raise OldFormatCheckpoint(f"checkpoint {path} has no metadata: it was written by an older svnr-jax (state "
+                                  "stored by leaf index) and cannot be restored by path; retrain or use that version")
     return mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
 
@@ -120,28 +144,71 @@ def check_compatible(meta: dict, template, *, algo: str, where: str = "checkpoin
                          + "; ".join(parts))
 
 
-def restore(mgr, template, *, algo: str, step: int | None = None) -> tuple[Any, int]:
-    """Restore the latest (or a given) checkpoint with ``template``'s structure and sharding.
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose bytes do not match its checksum, or that cannot be read (truncated, incomplete)."""
+
+
+def restore_step(mgr, template, *, algo: str, step: int) -> Any:
+    """Restore checkpoint ``step`` with ``template``'s structure and sharding, verifying algorithm, layout and
+    checksum.
 
     Raises:
-      FileNotFoundError: no checkpoint. ValueError: another algorithm or state layout.
+      ValueError: another algorithm or state layout. CorruptCheckpoint: unreadable or wrong checksum.
     """
     import orbax.checkpoint as ocp
 
-    step = mgr.latest_step() if step is None else step
-    if step is None:
+    where = f"checkpoint {os.path.join(str(mgr.directory), str(step))}"
+    try:
+        meta = read_meta(mgr, step)
+    except OldFormatCheckpoint:
+        raise
+    except Exception as e:  # orbax/tensorstore errors of a truncated or incomplete checkpoint
+        raise CorruptCheckpoint(f"{where} cannot be read ({type(e).__name__})") from e
+    check_compatible(meta, template, algo=algo, where=where)
+    skip = tuple(meta.get("skip", ()))
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, to_saveable(template, skip))
+    try:
+        raw = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    except Exception as e:
+        raise CorruptCheckpoint(f"{where} cannot be read ({type(e).__name__})") from e
+    if "checksum" in meta and checksum(raw) != meta["checksum"]:
+        raise CorruptCheckpoint(f"{where} does not match its checksum (its files were changed)")
+    return from_saveable(raw, template, skip)
+
+
+def restore(mgr, template, *, algo: str, step: int | None = None, warn=None) -> tuple[Any, int]:
+    """Restore the latest valid (or a given) checkpoint with ``template``'s structure and sharding.
+
+    A latest checkpoint that is unreadable or fails its checksum is skipped for the previous one, with a
+    warning (``warn(message)``, default: a line on stderr) naming what was skipped. A given ``step`` is not
+    replaced.
+
+    Raises:
+      FileNotFoundError: no (valid) checkpoint. ValueError: another algorithm or state layout.
+    """
+    if step is not None:
+        return restore_step(mgr, template, algo=algo, step=step), step
+    steps = sorted(mgr.all_steps(), reverse=True)
+    if not steps:
         raise FileNotFoundError(f"no checkpoint to restore in {mgr.directory}")
-    meta = read_meta(mgr, step)
-    check_compatible(meta, template, algo=algo, where=f"checkpoint {os.path.join(str(mgr.directory), str(step))}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, to_saveable(template))
-    raw = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
-    return from_saveable(raw, template), step
+    warn = warn or (lambda m: print(m, file=sys.stderr, flush=True))
+    skipped = []
+    for s in steps:
+        try:
+            state = restore_step(mgr, template, algo=algo, step=s)
+        except CorruptCheckpoint as e:
+            skipped.append(str(e))
+            continue
+        if skipped:
+            warn("warning: skipped " + "; ".join(skipped) + f"; restored checkpoint {s} instead")
+        return state, s
+    raise FileNotFoundError("no valid checkpoint: " + "; ".join(skipped))
 
 
-def size_bytes(state) -> int:
-    """Bytes of the arrays a checkpoint of ``state`` stores."""
-    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(to_saveable(state))))
+def size_bytes(state, skip: tuple[str, ...] = ()) -> int:
+    """Bytes of the arrays a checkpoint of ``state`` stores (leaves under the ``skip`` prefixes left out)."""
+    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(to_saveable(state, skip))))
 
 
-__all__ = ["check_compatible", "from_saveable", "layout", "manager", "read_meta", "restore", "save", "size_bytes",
-           "to_saveable"]
+__all__ = ["CorruptCheckpoint", "check_compatible", "checksum", "from_saveable", "layout", "manager", "read_meta",
+           "restore", "restore_step", "save", "size_bytes", "to_saveable"]

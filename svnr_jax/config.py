@@ -52,6 +52,11 @@ class TrainConfig:
     """Episodes per execution mode at each evaluation."""
     chunk_iterations: int = 100
     """C: iterations per jitted host call (progress, metrics, checkpoint); must divide iterations."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in the run folder (the newest; an older one is the fallback when the newest is damaged)."""
+    checkpoint_buffer: bool = True
+    """Store the replay buffer in checkpoints (exact resume). false: much smaller checkpoints, but a resume restarts
+    the buffer from the uniform warm-up data (not exact)."""
     seed: int = 0
     """Base seed; seed s of a sweep uses fold_in(key(seed), s)."""
     num_seeds: int = 1
@@ -112,6 +117,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         bad("critic_warmup_updates", c.critic_warmup_updates, "an integer >= 0")
     if c.critic_warmup_updates and agent_cls.pretrain is None:
         bad("critic_warmup_updates", c.critic_warmup_updates, f"0 (algorithm {c.algo!r} has no critic-only update)")
+    if not is_int(c.keep_checkpoints) or c.keep_checkpoints < 1:
+        bad("keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
+    if not isinstance(c.checkpoint_buffer, bool):
+        bad("checkpoint_buffer", c.checkpoint_buffer, "true or false")
     if not is_int(c.seed) or c.seed < 0:
         bad("seed", c.seed, "an integer >= 0")
     if c.chunk_iterations % c.eval_every:

@@ -249,7 +249,8 @@ def run(
         saved = load_json(cfg_path)
         if saved != config:
             raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
-    manager = checkpoint.manager(run_dir)
+    manager = checkpoint.manager(run_dir, max_to_keep=config.keep_checkpoints)
+    skip = () if config.checkpoint_buffer else ("buffer.",)
     if resume and manager.latest_step() is not None:
         stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
         given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
@@ -267,6 +268,13 @@ def run(
     start_chunk = 0
     if resume and manager.latest_step() is not None:
         state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
+    if progress:
+        total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
+        note = (f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
+                "resume is not exact" if config.checkpoint_buffer else
+                "without the replay buffer: a resume is not exact")
+        print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
+              f"{config.keep_checkpoints} kept", file=sys.stderr)
     total_chunks = config.iterations // config.chunk_iterations
     writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
     bar = _Progress(config.iterations, progress)
@@ -319,7 +327,7 @@ def run(
             # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
             # resume cuts back (never a checkpoint whose rows are missing)
             writer.write(k * config.chunk_iterations, metrics, evals)
-            checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)})
+            checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
             rate = config.chunk_iterations * config.num_envs * config.num_seeds / (time.time() - t0)
             ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
             bar.update(done * config.chunk_iterations,

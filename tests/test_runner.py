@@ -108,3 +108,63 @@ def test_eval_of_a_run_without_checkpoint_is_a_one_line_error(full, tmp_path, ca
         cli.main(["eval", d])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "no checkpoint" in err and "Traceback" not in err
+
+
+def _largest_file(folder):
+    files = [os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs]
+    return max(files, key=os.path.getsize)
+
+
+@pytest.mark.parametrize("damage", ["overwrite 4 bytes", "truncate"])
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(damage, tmp_path, capsys):
+    """Before: 4 changed bytes were restored silently (training went on from wrong weights); a truncated
+    checkpoint was a 147-line traceback. Now a checksum is verified and the previous checkpoint is used, with a
+    warning that names the skipped one."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from svnr_jax import checkpoint
+
+    tree = {"w": jnp.arange(4096.0).reshape(64, 64), "step": jnp.zeros((), jnp.int32)}
+    mgr = checkpoint.manager(str(tmp_path))
+    checkpoint.save(mgr, 1, tree, algo="svnr")
+    checkpoint.save(mgr, 2, {**tree, "w": tree["w"] + 1.0}, algo="svnr")
+    path = _largest_file(os.path.join(str(tmp_path), "checkpoints", "2", "state"))
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        if damage == "truncate":
+            f.truncate(size // 2)
+        else:
+            f.seek(size // 2)
+            f.write(b"\xde\xad\xbe\xef")
+    warnings = []
+    restored, step = checkpoint.restore(mgr, tree, algo="svnr", warn=warnings.append)
+    assert step == 1 and len(warnings) == 1 and "checkpoints/2" in warnings[0], warnings
+    np.testing.assert_array_equal(jax.device_get(restored["w"]), jax.device_get(tree["w"]))
+    with pytest.raises(checkpoint.CorruptCheckpoint):
+        checkpoint.restore_step(mgr, tree, algo="svnr", step=2)
+
+
+def test_checkpoints_without_the_replay_buffer(tmp_path, capsys):
+    """checkpoint_buffer=False: smaller checkpoints (size shown at the start), the learner restored exactly and the
+    buffer restarted from the warm-up data; keep_checkpoints sets how many stay."""
+    import jax
+    import numpy as np
+
+    from svnr_jax import checkpoint
+
+    cfg = tiny(checkpoint_buffer=False, keep_checkpoints=1)
+    d = str(tmp_path / "run")
+    res = runner.run(cfg, d, max_chunks=2)
+    err = capsys.readouterr().err
+    assert "MiB per seed (without the replay buffer" in err
+    assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == ["2"]
+    with_buffer = runner.run(tiny(), str(tmp_path / "b"), max_chunks=1, progress=False)
+    small = checkpoint.size_bytes(res.state, ("buffer.",))
+    assert small < checkpoint.size_bytes(with_buffer.state) / 2
+    _, _, state, step = runner.load_run(d)
+    assert step == 2
+    jax.tree.map(np.testing.assert_array_equal, checkpoint.to_saveable(state.learner),
+                 checkpoint.to_saveable(res.state.learner))
+    assert runner.run(cfg, d, resume=True, progress=False).status == "finished"
