@@ -235,6 +235,9 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         result = run(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as e:  # e.g. a topology mask of the wrong size for the env, a checkpoint of another layout
         parser.error(str(e))
+    except KeyboardInterrupt:  # a second signal: quit at once
+        print(f"interrupted at once; the checkpoints already in {run_dir} are kept", file=sys.stderr)
+        return 130
     print(result.message, file=sys.stderr)
     return {"finished": 0, "interrupted": 130, "nonfinite": 1}[result.status]
 

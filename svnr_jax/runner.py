@@ -10,6 +10,7 @@ stops on a non-finite loss (any metric whose name ends in ``loss``). :func:`load
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -87,6 +88,32 @@ def prepare_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> None:
         os.remove(probe)
     except OSError as e:
         raise RunDirError(f"cannot write the run folder {run_dir!r}: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _signals(enabled: bool, stop: dict):
+    """SIGINT/SIGTERM set ``stop["signal"]`` (the run ends after the current chunk, saved); a second one raises
+    ``KeyboardInterrupt`` at once (the last checkpoint stays). The previous handlers come back on exit."""
+    old = {}
+
+    def handler(signum, frame):
+        if stop["signal"] is not None:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        print(f"received {signal.Signals(signum).name}: finishing the current chunk, then saving (again to quit at "
+              "once, keeping the last checkpoint)", file=sys.stderr, flush=True)
+
+    if enabled:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not in the main thread
+                pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 class RunResult(NamedTuple):
@@ -242,109 +269,102 @@ def run(
     """
     from svnr_jax.config import load_json, to_dict
 
-    trainer = make_trainer(config)  # validates the config and builds env + agent before anything is written
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    cfg_path = os.path.join(run_dir, "config.json")
-    if resume and os.path.exists(cfg_path):
-        saved = load_json(cfg_path)
-        if saved != config:
-            raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
-    manager = checkpoint.manager(run_dir, max_to_keep=config.keep_checkpoints)
-    skip = () if config.checkpoint_buffer else ("buffer.",)
-    if resume and manager.latest_step() is not None:
-        stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
-        given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
-        if stored is not None and stored != given:
+    stop: dict = {"signal": None}
+    with _signals(handle_signals, stop):  # from the start: a signal during set-up or compile is handled too
+        trainer = make_trainer(config)  # validates the config, builds env + agent before anything is written
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        cfg_path = os.path.join(run_dir, "config.json")
+        if resume and os.path.exists(cfg_path):
+            saved = load_json(cfg_path)
+            if saved != config:
+                raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
+        manager = checkpoint.manager(run_dir, max_to_keep=config.keep_checkpoints)
+        skip = () if config.checkpoint_buffer else ("buffer.",)
+        if resume and manager.latest_step() is not None:
+            stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
+            given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
+            if stored is not None and stored != given:
+                manager.close()
+                diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
+                raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config (differs in "
+                                  f"{diff}); start a new run folder instead")
+        save_json(config, cfg_path)
+
+        keys = seed_keys(config)
+        if trainer.sharding is not None:
+            keys = jax.device_put(keys, trainer.sharding)
+        state = trainer.init(keys)
+        start_chunk = 0
+        if resume and manager.latest_step() is not None:
+            state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
+        if progress:
+            total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
+            note = (f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
+                    "resume is not exact" if config.checkpoint_buffer else
+                    "without the replay buffer: a resume is not exact")
+            print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
+                  f"{config.keep_checkpoints} kept", file=sys.stderr)
+        total_chunks = config.iterations // config.chunk_iterations
+        writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
+        bar = _Progress(config.iterations, progress)
+
+        status, message, done = "finished", "", start_chunk
+        try:
+            for k in range(start_chunk, total_chunks):
+                if max_chunks is not None and k - start_chunk >= max_chunks:
+                    status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
+                    break
+                if stop["signal"] is not None:  # received before this chunk started (e.g. while compiling)
+                    status = "interrupted"
+                    message = (f"received {signal.Signals(stop['signal']).name} before chunk {k + 1}; " + (
+                        f"the last checkpoint ({k}) is kept" if k else "no checkpoint was written") + "; exited")
+                    break
+                t0 = time.time()
+                new_state, (metrics, evals) = trainer.chunk(state)
+                metrics, evals = jax.device_get((metrics, evals))
+                watched = sorted(m for m in metrics if m.endswith("loss"))
+                losses = np.stack([metrics[m] for m in watched]) if watched else np.zeros((0, 1, 1))
+                if not np.all(np.isfinite(losses)):
+                    bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
+                    bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
+                    first, t_bad = k * config.chunk_iterations, int(bad[2])
+                    if t_bad > 0:  # the failing chunk's rows before it are kept
+                        keep = evals["eval_iteration"][0] <= first + t_bad
+                        writer.write(first, {n: v[:, :t_bad] for n, v in metrics.items()},
+                                     {n: v[:, keep] for n, v in evals.items()})
+                    last = manager.latest_step()
+                    where = (f"last good checkpoint: {os.path.join(run_dir, 'checkpoints', str(last))} "
+                             f"(after iteration {last * config.chunk_iterations})" if last is not None
+                             else "no checkpoint was saved yet")
+                    status = "nonfinite"
+                    message = (f"non-finite {watched[bad[0]]} at iteration {first + t_bad + 1} (seed {bad[1]}); "
+                               f"stopping. {where}")
+                    # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
+                    again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
+                    fresh = trainer.init(again if trainer.sharding is None else jax.device_put(again, trainer.sharding))
+                    state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
+                    break
+                state = new_state
+                done = k + 1
+                # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
+                # resume cuts back (never a checkpoint whose rows are missing)
+                writer.write(k * config.chunk_iterations, metrics, evals)
+                checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
+                rate = config.chunk_iterations * config.num_envs * config.num_seeds / (time.time() - t0)
+                ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
+                bar.update(done * config.chunk_iterations,
+                           f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
+                if stop["signal"] is not None:
+                    status = "interrupted"
+                    message = (f"received {signal.Signals(stop['signal']).name}; saved checkpoint {done} and exited "
+                               "cleanly")
+                    break
+            else:
+                message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
+        finally:
+            writer.close()
             manager.close()
-            diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
-            raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config (differs in "
-                              f"{diff}); start a new run folder instead")
-    save_json(config, cfg_path)
-
-    keys = seed_keys(config)
-    if trainer.sharding is not None:
-        keys = jax.device_put(keys, trainer.sharding)
-    state = trainer.init(keys)
-    start_chunk = 0
-    if resume and manager.latest_step() is not None:
-        state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
-    if progress:
-        total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
-        note = (f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
-                "resume is not exact" if config.checkpoint_buffer else
-                "without the replay buffer: a resume is not exact")
-        print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
-              f"{config.keep_checkpoints} kept", file=sys.stderr)
-    total_chunks = config.iterations // config.chunk_iterations
-    writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
-    bar = _Progress(config.iterations, progress)
-
-    stop = {"signal": None}
-    old_handlers = {}
-    if handle_signals:
-        def _handler(signum, frame):
-            stop["signal"] = signum
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                old_handlers[sig] = signal.signal(sig, _handler)
-            except ValueError:  # not in the main thread
-                pass
-
-    status, message, done = "finished", "", start_chunk
-    try:
-        for k in range(start_chunk, total_chunks):
-            if max_chunks is not None and k - start_chunk >= max_chunks:
-                status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
-                break
-            t0 = time.time()
-            new_state, (metrics, evals) = trainer.chunk(state)
-            metrics, evals = jax.device_get((metrics, evals))
-            watched = sorted(m for m in metrics if m.endswith("loss"))
-            losses = np.stack([metrics[m] for m in watched]) if watched else np.zeros((0, 1, 1))
-            if not np.all(np.isfinite(losses)):
-                bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
-                bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
-                first, t_bad = k * config.chunk_iterations, int(bad[2])
-                if t_bad > 0:  # the failing chunk's rows before it are kept
-                    keep = evals["eval_iteration"][0] <= first + t_bad
-                    writer.write(first, {n: v[:, :t_bad] for n, v in metrics.items()},
-                                 {n: v[:, keep] for n, v in evals.items()})
-                last = manager.latest_step()
-                where = (f"last good checkpoint: {os.path.join(run_dir, 'checkpoints', str(last))} "
-                         f"(after iteration {last * config.chunk_iterations})" if last is not None
-                         else "no checkpoint was saved yet")
-                status = "nonfinite"
-                message = (f"non-finite {watched[bad[0]]} at iteration {first + t_bad + 1} (seed {bad[1]}); "
-                           f"stopping. {where}")
-                print(message, file=sys.stderr)
-                # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
-                again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
-                fresh = trainer.init(again if trainer.sharding is None else jax.device_put(again, trainer.sharding))
-                state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
-                break
-            state = new_state
-            done = k + 1
-            # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
-            # resume cuts back (never a checkpoint whose rows are missing)
-            writer.write(k * config.chunk_iterations, metrics, evals)
-            checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
-            rate = config.chunk_iterations * config.num_envs * config.num_seeds / (time.time() - t0)
-            ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
-            bar.update(done * config.chunk_iterations,
-                       f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
-            if stop["signal"] is not None:
-                status = "interrupted"
-                message = f"received signal {stop['signal']}; saved checkpoint {done} and exited cleanly"
-                print(message, file=sys.stderr)
-                break
-        else:
-            message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
-    finally:
-        writer.close()
-        manager.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-    return RunResult(status, state, done, message)
+        return RunResult(status, state, done, message)
 
 
 def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Trainer, TrainState, int]:
