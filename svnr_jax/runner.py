@@ -4,7 +4,8 @@
 (the jitted ``init``/``chunk`` of :func:`svnr_jax.training.make_trainer`), writes the metrics the agent
 returns, whatever their names (``metrics.csv``, ``metrics.jsonl``, ``eval.csv``, TensorBoard), saves an
 orbax checkpoint per chunk (:mod:`svnr_jax.checkpoint`), resumes exactly, handles SIGINT/SIGTERM, and
-stops on a non-finite loss (any metric whose name ends in ``loss``). :func:`load_run` and
+stops on a non-finite loss (any metric whose name ends in ``loss``) or a non-finite env step (a NaN action,
+reward or observation: ``nonfinite_steps`` > 0). :func:`load_run` and
 :func:`evaluate_run` read a run folder back.
 """
 
@@ -322,8 +323,12 @@ def run(
                 t0 = time.time()
                 new_state, (metrics, evals) = trainer.chunk(state)
                 metrics, evals = jax.device_get((metrics, evals))
-                watched = sorted(m for m in metrics if m.endswith("loss"))
-                losses = np.stack([metrics[m] for m in watched]) if watched else np.zeros((0, 1, 1))
+                # non-finite env steps (a NaN action pays a NaN reward) count as non-finite values, and are named
+                # first when a loss turns non-finite at the same iteration (they are the cause)
+                flagged = sorted(m for m in metrics if m.startswith("nonfinite_"))
+                watched = flagged + sorted(m for m in metrics if m.endswith("loss"))
+                losses = np.stack([np.where(metrics[m] > 0, np.nan, 0.0) if m in flagged else metrics[m]
+                                   for m in watched]) if watched else np.zeros((0, 1, 1))
                 if not np.all(np.isfinite(losses)):
                     bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
                     bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
@@ -337,7 +342,10 @@ def run(
                              f"(after iteration {last * config.chunk_iterations})" if last is not None
                              else "no checkpoint was saved yet")
                     status = "nonfinite"
-                    message = (f"non-finite {watched[bad[0]]} at iteration {first + t_bad + 1} (seed {bad[1]}); "
+                    name = watched[bad[0]]
+                    what = ("env step (a NaN/inf reward, observation or state; a non-finite action pays a NaN "
+                            "reward)" if name.startswith("nonfinite_") else name)
+                    message = (f"non-finite {what} at iteration {first + t_bad + 1} (seed {bad[1]}); "
                                f"stopping. {where}")
                     # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
                     again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)

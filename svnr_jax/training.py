@@ -101,7 +101,8 @@ def collect(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False)
     actions when ``random``), transitions added to the buffer.
 
     Returns:
-      ``(ts, {"train_return": [], "train_episodes": []})`` — mean return of episodes that ended this step.
+      ``(ts, {"train_return": [], "train_episodes": [], "nonfinite_steps": []})`` — mean return of episodes that
+      ended this step, and the number of env steps with a non-finite reward, observation or state.
     """
     agent, env, b = setup.agent, setup.env, setup.config.num_envs
     es = ts.env_state
@@ -123,7 +124,12 @@ def collect(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False)
     count = jnp.sum(ended)
     ret = jnp.sum(ended * nxt.info["returned_episode_return"]) / jnp.maximum(count, 1.0)
     ts = ts.replace(buffer=buffer, env_state=nxt, env_steps=ts.env_steps + b)
-    return ts, {"train_return": jnp.where(count > 0, ret, jnp.nan), "train_episodes": count}
+    # a non-finite action makes the env pay a NaN reward (Env.check_actions); a non-finite observation or state
+    # is an env defect: both are counted, and the runner stops on them
+    bad = ~jnp.isfinite(nxt.reward) | jnp.any(~jnp.isfinite(nxt.obs.reshape(b, -1)), axis=-1) | jnp.any(
+        ~jnp.isfinite(nxt.global_state), axis=-1)
+    return ts, {"train_return": jnp.where(count > 0, ret, jnp.nan), "train_episodes": count,
+                "nonfinite_steps": jnp.sum(bad.astype(jnp.float32))}
 
 
 def _scan_updates(setup: Setup, ts: TrainState, key: PRNGKey, update_fn: Callable, length: int):

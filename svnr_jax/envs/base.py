@@ -16,6 +16,8 @@ Conventions (one env API for games, Particle Gather and the MJX MaMuJoCo tasks):
   are separate flags. After an automatic reset (``AutoReset`` wrapper) the observation and global state
   of the step that ended the episode stay available in ``state.info["final_obs"]`` and
   ``state.info["final_global_state"]``.
+* ``step`` checks its actions with :meth:`Env.check_actions`: a wrong shape is a ``ValueError``; a non-finite
+  action entry is taken as 0 and the step pays a NaN reward (never a good-looking one).
 """
 
 from __future__ import annotations
@@ -137,6 +139,28 @@ class Env:
 
     def step(self, state: State, actions: Array, key: Array) -> State:
         raise NotImplementedError
+
+    def check_actions(self, actions: Array) -> tuple[Array, Array]:
+        """What every env's ``step`` does first with ``actions``.
+
+        The shape must be ``[N, A]`` (checked when traced: shapes are static) — anything else is a
+        ``ValueError`` naming the expected and the given shape. A non-finite real entry (NaN, ±inf) never looks
+        like a good action: the step is taken with that entry set to 0 (the state stays finite) and the step's
+        reward is NaN, which the training runner reports and stops on.
+
+        Returns:
+          ``(finite actions [N, A] float32, bad [] bool)``.
+        """
+        import jax.numpy as jnp
+
+        want = (self.spec.num_agents, self.spec.action_dim)
+        shape = tuple(getattr(actions, "shape", ()))
+        if shape != want:
+            raise ValueError(f"{self.spec.name}: actions must have shape [N, A] = {list(want)}, got {list(shape)}")
+        a = jnp.asarray(actions, jnp.float32)
+        finite = jnp.isfinite(a)
+        bad = jnp.any(~finite & jnp.asarray(self.spec.action_mask))
+        return jnp.where(finite, a, 0.0), bad
 
     @property
     def unwrapped(self) -> Env:

@@ -113,10 +113,11 @@ class OneStepGame(Env):
         The key is unused (the game is deterministic); ``state.info`` is passed through.
         """
         del key
+        actions, bad = self.check_actions(actions)
         return state.replace(
             obs=self._obs(),
             global_state=jnp.ones((1,), jnp.float32),
-            reward=self.reward(actions),
+            reward=jnp.where(bad, jnp.nan, self.reward(actions)),
             terminated=jnp.ones((), bool),
             truncated=jnp.zeros((), bool),
             time=state.time + 1,

@@ -177,7 +177,8 @@ class ParticleGather(Env):
         """
         del key
         es = state.env_state
-        u = jnp.clip(jnp.asarray(actions, jnp.float32), -1.0, 1.0)
+        actions, bad = self.check_actions(actions)
+        u = jnp.clip(actions, -1.0, 1.0)
         positions = jnp.clip(es.positions + self.max_speed * u, -1.0, 1.0)
         es = es.replace(positions=positions, velocities=positions - es.positions)
         time = state.time + 1
@@ -185,7 +186,7 @@ class ParticleGather(Env):
             env_state=es,
             obs=self.observe(es),
             global_state=self.global_state(es, time),
-            reward=self.reward(positions, es.landmark),
+            reward=jnp.where(bad, jnp.nan, self.reward(positions, es.landmark)),
             terminated=jnp.zeros((), bool),
             truncated=time >= self.spec.episode_length,
             time=time,

@@ -373,9 +373,11 @@ class MaMuJoCo(Env):
         """One env step. ``actions [N, A]`` (padded entries ignored); ``key`` unused (deterministic)."""
         del key
         data0 = state.env_state.data
+        actions, bad = self.check_actions(actions)
         ctrl = jnp.reshape(actions, (-1,))[self.action_gather].astype(data0.ctrl.dtype)
         data1 = self.physics_step(data0, ctrl)
         reward, terminated = self._reward(data0, data1, ctrl, self.dt)
+        reward = jnp.where(bad, jnp.nan, reward)
         obs, gstate = self.observe(data1)
         time = state.time + 1
         return State(
