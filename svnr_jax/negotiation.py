@@ -35,6 +35,9 @@ class NegotiationResult(NamedTuple):
       converged: ``[]`` bool, agreement (``max ||φ|| < tol`` at the start of a round) was observed
         within K rounds. φ is not re-evaluated after the last round (that would cost one more score
         and direction pass), so an agreement reached by the very last update is reported as False.
+      nonfinite_scores: ``[K]`` int32, per round, particles whose score was non-finite (NaN/inf): such a
+        score contributes no drive (it is taken as 0, the particle still repels the others), so one bad
+        particle cannot turn every particle NaN through the kernel.
     """
 
     particles: Array
@@ -42,6 +45,7 @@ class NegotiationResult(NamedTuple):
     max_phi_norm: Array
     rounds_used: Array
     converged: Array
+    nonfinite_scores: Array | None = None
 
 
 def topology_mask(topology: str | Any, num_agents: int) -> np.ndarray:
@@ -135,9 +139,17 @@ def negotiate(
     particles = jnp.asarray(particles) if not isinstance(particles, jax.Array) else particles
     if particles.ndim != 3:
         raise ValueError(f"particles must have rank 3 [M, N, d]; got shape {tuple(particles.shape)}")
-    m, n, _ = particles.shape
+    if not jnp.issubdtype(particles.dtype, jnp.floating):
+        raise ValueError(f"particles must be floating point; got dtype {particles.dtype} (e.g. use .astype(float))")
+    m, n, d = particles.shape
     if m < 2:
         raise ValueError(f"negotiation needs at least 2 particles (M >= 2); got M = {m}")
+    if n < 1 or d < 1:
+        raise ValueError(f"particles need at least one agent and one action entry; got N = {n}, d = {d}")
+    for name, value in (("step_size", step_size), ("tol", tol)):
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar; got shape {np.shape(value)}")
+
     if isinstance(num_rounds, bool) or not isinstance(num_rounds, int | np.integer) or num_rounds < 1:
         raise ValueError(f"num_rounds must be a positive int; got {num_rounds!r}")
     if order not in ORDERS:
@@ -186,24 +198,32 @@ def _negotiate_jit(
 
     def log_p(u):
         lp = log_prob_fn(u, *args)
+        if jnp.shape(lp) != ():  # checked when traced
+            raise ValueError(f"log_prob_fn must map one joint action [N, d] = {list(u.shape)} to a scalar; it "
+                             f"returned shape {jnp.shape(lp)}")
         return lp + tanh_correction(u) if squash else lp
 
     score_fn = jax.vmap(jax.grad(log_p))
 
     def direction(u, agents=None):
-        return masked_svgd_direction(u, score_fn(u), mask, bandwidth=bandwidth, agents=agents)
+        scores = score_fn(u)
+        ok = jnp.all(jnp.isfinite(scores), axis=(1, 2))  # [M]: a non-finite score gives no drive
+        scores = jnp.where(ok[:, None, None], scores, 0.0)
+        return masked_svgd_direction(u, scores, mask, bandwidth=bandwidth, agents=agents), jnp.sum(~ok)
 
     def one_round(carry, _):
         u, done, used = carry
         if order == "jacobi":
-            phi = direction(u)
+            phi, bad = direction(u)
             new_u = u + step_size * phi
         else:  # gauss_seidel: agent i moves after agents < i have moved (only φ_i is computed for it).
             new_u = u
-            phis = []
+            phis, bad = [], jnp.zeros((), jnp.int32)
             for i in range(n):
-                phi_i = direction(new_u, agents=(i,))[:, 0]
+                phi_i, bad_i = direction(new_u, agents=(i,))
+                phi_i = phi_i[:, 0]
                 phis.append(phi_i)
+                bad = jnp.maximum(bad, bad_i)
                 new_u = new_u.at[:, i].add(step_size * phi_i)
             phi = jnp.stack(phis, axis=1)
         norms = jnp.linalg.norm(phi, axis=-1)  # [M, N]
@@ -211,11 +231,11 @@ def _negotiate_jit(
         stop = done | (max_norm < tol)  # agreement: φ at the current particles is below tol
         u = jnp.where(stop, u, new_u)
         used = used + jnp.where(stop, 0, 1).astype(jnp.int32)
-        return (u, stop, used), (jnp.mean(norms), max_norm)
+        return (u, stop, used), (jnp.mean(norms), max_norm, bad.astype(jnp.int32))
 
     init = (particles, jnp.asarray(False), jnp.asarray(0, jnp.int32))
-    (final, converged, used), (mean_norms, max_norms) = jax.lax.scan(one_round, init, None, length=num_rounds)
-    return NegotiationResult(final, mean_norms, max_norms, used, converged)
+    (final, converged, used), (mean_norms, max_norms, bad) = jax.lax.scan(one_round, init, None, length=num_rounds)
+    return NegotiationResult(final, mean_norms, max_norms, used, converged, bad)
 
 
 def init_particles(key: Array, num_particles: int, num_agents: int, action_dim: int, *, scale: float = 1.0) -> Array:

@@ -216,3 +216,30 @@ GOOD = jnp.zeros((4, 2, 1)) + jnp.arange(4.0)[:, None, None]
 def test_bad_inputs(particles, kwargs, match):
     with pytest.raises(ValueError, match=match):
         negotiate(lambda u: -jnp.sum(u**2), particles, **kwargs)
+
+
+def test_a_nan_score_gives_no_drive_and_is_counted():
+    """Before: one particle with a NaN score turned every particle NaN through the kernel, silently."""
+    def lp(u):
+        x = u.reshape(-1)
+        return -0.5 * jnp.sum(x**2) + 0.1 * jnp.sqrt(2.5 - x[0])  # its score is NaN where x[0] > 2.5
+
+    p = jax.random.normal(jax.random.key(3), (16, 2, 1)).at[0, 0, 0].set(3.0)
+    res = negotiate(lp, p, num_rounds=5, step_size=0.05)
+    assert np.all(np.isfinite(np.asarray(res.particles)))
+    assert int(res.nonfinite_scores[0]) == 1
+    clean = negotiate(lambda u: -0.5 * jnp.sum(u**2), p[1:], num_rounds=5, step_size=0.05)
+    assert int(jnp.sum(clean.nonfinite_scores)) == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(step_size=jnp.array([0.1, 0.2])), "step_size must be a scalar"),
+    (dict(particles=jnp.zeros((8, 0, 1))), "at least one agent"),
+    (dict(particles=jnp.ones((8, 2, 1), jnp.int32)), "floating point"),
+    (dict(log_prob_fn=lambda u: -u.reshape(-1) ** 2), "to a scalar"),
+])
+def test_bad_arguments_are_clear_errors(kwargs, match):
+    args = dict(log_prob_fn=lambda u: -jnp.sum(u**2), particles=jax.random.normal(jax.random.key(0), (8, 2, 1)))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        negotiate(args.pop("log_prob_fn"), args.pop("particles"), **args)
