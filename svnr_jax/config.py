@@ -27,7 +27,7 @@ class TrainConfig:
     """One training run (or a vmapped sweep of seeds) of one algorithm on one registered env."""
 
     env: str = "max_of_two"
-    """Registered env name (svnr_jax.envs.list_envs())."""
+    """Registered env name (svnr_jax.envs.list_envs()), or a user env as 'package.module:factory'."""
     algo: str = "svnr"
     """Registered algorithm name (svnr_jax.algorithms.list_algorithms())."""
     env_config: tuple[tuple[str, Any], ...] = ()
@@ -92,19 +92,21 @@ def validate(config: TrainConfig) -> TrainConfig:
       ValueError: naming the first bad field, its value and the allowed values.
     """
     from svnr_jax.envs import env_defaults, list_envs
+    from svnr_jax.envs.registry import is_user_env
 
     def bad(name: str, value: Any, allowed: str) -> None:
         raise bad_value(name, value, allowed)
 
     c = config
-    if not isinstance(c.env, str) or c.env not in list_envs():
-        bad("env", c.env, f"one of {list_envs()}")
+    if not isinstance(c.env, str) or not (c.env in list_envs() or is_user_env(c.env)):
+        bad("env", c.env, f"one of {list_envs()} or a user env 'package.module:factory'")
     config_cls, agent_cls = get_algorithm(c.algo)
     if not isinstance(c.algo_config, config_cls):
         bad("algo_config", type(c.algo_config).__name__, f"a {config_cls.__name__} (the config of algo={c.algo!r})")
-    allowed_keys = env_defaults(c.env)
+    allowed_keys = env_defaults(c.env)  # a user env without default_config() takes any keys
     for item in c.env_config:
-        if not (isinstance(item, tuple) and len(item) == 2 and item[0] in allowed_keys):
+        if not (isinstance(item, tuple) and len(item) == 2 and (item[0] in allowed_keys or (
+                is_user_env(c.env) and not allowed_keys))):
             bad("env_config", c.env_config, f"(key, value) pairs with keys from {sorted(allowed_keys)}")
     for name in ("num_envs", "iterations", "updates_per_iteration", "batch_size", "buffer_size", "eval_every",
                  "eval_episodes", "chunk_iterations", "num_seeds"):
@@ -135,11 +137,11 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def preset(env: str, algo: str = "svnr", **overrides: Any) -> TrainConfig:
-    """The preset :class:`TrainConfig` of (``algo``, ``env``) with ``overrides`` (see :mod:`svnr_jax.presets`)."""
+def preset(name: str, algo: str = "svnr", **overrides: Any) -> TrainConfig:
+    """The preset :class:`TrainConfig` of (``algo``, ``name``) with ``overrides`` (see :mod:`svnr_jax.presets`)."""
     from svnr_jax.presets import preset as _preset
 
-    return _preset(env, algo, **overrides)
+    return _preset(name, algo, **overrides)
 
 
 def _tuples(x: Any) -> Any:

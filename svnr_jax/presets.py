@@ -169,11 +169,12 @@ ALGO_PRESETS.update({("pr2", task): dict(
     alpha_schedule="exponential", alpha_init=1.0, alpha_min=0.1, alpha_anneal_fraction=0.5) for task in MAMUJOCO_TASKS})
 
 
-def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
-    """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``env``), with overrides.
+def preset(name: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
+    """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``name``), with overrides.
 
     Args:
-      env: registered env name (envs without a preset get the dataclass defaults).
+      name: the env whose preset is used (envs without a preset get the dataclass defaults); the run's env too,
+        unless ``env=...`` is among the overrides (e.g. a game's preset on a user env).
       algo: registered algorithm name.
       algo_config: the algorithm's fields to override (a dict).
       overrides: run fields to override.
@@ -184,11 +185,13 @@ def preset(env: str, algo: str = "svnr", algo_config: dict[str, Any] | None = No
     from svnr_jax.config import make_config
 
     _, agent_cls = get_algorithm(algo)
-    run = dict(RUN_PRESETS.get(env, {}))
+    run = dict(RUN_PRESETS.get(name, {}))
     if agent_cls.pretrain is None:  # the critic warm-up exists only for algorithms with a critic-only update
         run.pop("critic_warmup_updates", None)
-    algo_fields = {**ALGO_PRESETS.get((algo, env), {}), **(algo_config or {})}
-    return make_config(algo, algo_fields, env=env, **{**run, **overrides})
+    if "env" in overrides:  # another env: the preset's env config belongs to the preset's env
+        run.pop("env_config", None)
+    algo_fields = {**ALGO_PRESETS.get((algo, name), {}), **(algo_config or {})}
+    return make_config(algo, algo_fields, **{"env": name, **run, **overrides})
 
 
 def has_preset(env: str, algo: str) -> bool:

@@ -397,11 +397,20 @@ def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Traine
     return config, trainer, state, step
 
 
-def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str, ...] | None = None,
-                 seed: int = 12345) -> dict:
-    """Mean ± std over seeds of the episode return per execution mode (default: every mode of the run's
-    algorithm), from a run's latest checkpoint."""
-    config, trainer, state, step = load_run(run_dir)
+def evaluate_state(config: TrainConfig, state: TrainState, *, modes: tuple[str, ...] | None = None,
+                   episodes: int | None = None, seed: int = 12345) -> dict[str, np.ndarray]:
+    """Mean episode return per execution mode and seed of a seed-batched state in memory (``RunResult.state``,
+    ``TrainOutput.state``, or :func:`load_run`'s).
+
+    Args:
+      modes: execution modes of the config's algorithm (default: all of them). episodes: per mode and seed
+        (default ``config.eval_episodes``). seed: evaluation seed.
+    Returns:
+      ``{mode: [seeds] mean returns}``.
+    Raises:
+      ValueError: an unknown mode for the algorithm.
+    """
+    trainer = make_trainer(config)
     setup = trainer.setup
     agent = setup.agent
     modes = tuple(agent.modes) if modes is None else tuple(modes)
@@ -415,11 +424,20 @@ def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str,
                                                   jax.random.key(seed), modes, n_ep))(ts)
 
     res = jax.device_get(eval_all(state))
+    return {m: np.asarray(res[f"eval_{m}"]) for m in modes}
+
+
+def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str, ...] | None = None,
+                 seed: int = 12345) -> dict:
+    """Mean ± std over seeds of the episode return per execution mode (default: every mode of the run's
+    algorithm), from a run's latest checkpoint."""
+    config, _, state, step = load_run(run_dir)
+    res = evaluate_state(config, state, modes=modes, episodes=episodes, seed=seed)
     return {"env": config.env, "algo": config.algo, "checkpoint": step, "iteration": step * config.chunk_iterations,
-            "episodes": n_ep,
-            "returns": {m: {"mean": float(np.mean(res[f"eval_{m}"])), "std": float(np.std(res[f"eval_{m}"])),
-                            "per_seed": [float(x) for x in res[f"eval_{m}"]]} for m in modes}}
+            "episodes": episodes or config.eval_episodes,
+            "returns": {m: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": [float(x) for x in v]}
+                        for m, v in res.items()}}
 
 
-__all__ = ["RUN_FILES", "MetricsWriter", "RunDirError", "RunResult", "evaluate_run", "load_run", "prepare_run_dir",
-           "run"]
+__all__ = ["RUN_FILES", "MetricsWriter", "RunDirError", "RunResult", "evaluate_run", "evaluate_state", "load_run",
+           "prepare_run_dir", "run"]

@@ -1,4 +1,9 @@
-"""Name → environment constructor registry: ``make(name, **config)`` and ``list_envs()``."""
+"""Name → environment constructor registry: ``make(name, **config)`` and ``list_envs()``.
+
+Besides registered names, ``make`` accepts a user env as ``"package.module:factory"`` (a class or function
+returning an :class:`~svnr_jax.envs.base.Env`, importable from the Python path): a user's env trains and
+evaluates (also ``svnr eval`` in a fresh process) without editing svnr-jax.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,27 @@ def register(name: str, constructor: Callable[..., Env], defaults: dict[str, Any
     _REGISTRY[name] = (constructor, dict(defaults))
 
 
+def _user_env(name: str) -> tuple[Callable[..., Env], dict[str, Any] | None]:
+    """``"package.module:factory"`` → the factory and its default config (``None``: any keys are passed on)."""
+    import importlib
+
+    module, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load env {name!r} ({type(e).__name__}: {e}); a user env is given as "
+                         "'package.module:factory', importable from the current Python path") from None
+    if not callable(factory):
+        raise ValueError(f"env {name!r} is not callable (a class or a function returning an Env)")
+    defaults = factory.default_config() if hasattr(factory, "default_config") else None
+    return factory, (dict(defaults) if defaults is not None else None)
+
+
+def is_user_env(name: Any) -> bool:
+    """Whether ``name`` names a user env (``"package.module:factory"``) rather than a registered one."""
+    return isinstance(name, str) and ":" in name
+
+
 def list_envs() -> list[str]:
     """Sorted names of every registered environment."""
     _ensure_builtin()
@@ -28,6 +54,9 @@ def list_envs() -> list[str]:
 def env_defaults(name: str) -> dict[str, Any]:
     """The default config of a registered env (a copy)."""
     _ensure_builtin()
+    if is_user_env(name):
+        defaults = _user_env(name)[1]
+        return {} if defaults is None else defaults
     _check_name(name)
     return dict(_REGISTRY[name][1])
 
@@ -40,6 +69,12 @@ def make(name: str, **config: Any) -> Env:
         (lists the accepted keys). Invalid config values are rejected by the env's constructor.
     """
     _ensure_builtin()
+    if is_user_env(name):
+        factory, defaults = _user_env(name)
+        env = factory(**({**defaults, **config} if defaults is not None else config))
+        if not isinstance(env, Env):
+            raise ValueError(f"env {name!r} returned a {type(env).__name__}, not an svnr_jax.envs.base.Env")
+        return env
     _check_name(name)
     constructor, defaults = _REGISTRY[name]
     unknown = sorted(set(config) - set(defaults))
