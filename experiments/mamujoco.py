@@ -1,4 +1,4 @@
-"""SVNR on the paper's MaMuJoCo tasks (SPEC §6, §8) with the MaMuJoCo presets of :mod:`svnr_jax.config`.
+"""SVNR on the paper's MaMuJoCo tasks (docs/environments.md, §8) with the MaMuJoCo presets of :mod:`svnr_jax.config`.
 
 Tasks: HalfCheetah-2x3, CoupledHalfCheetah-1p1, Ant-2x4, Walker2d-2x3 (any registered MaMuJoCo task may be
 named with --task). Each (task, seed) is one :func:`svnr_jax.runner.run` in ``<runs-dir>/<task>/seed<s>``

@@ -1,4 +1,4 @@
-"""Negotiation demo: ``svnr_jax.negotiate`` on the two-peak and three-peak differential games (SPEC §6).
+"""Negotiation demo: ``svnr_jax.negotiate`` on the two-peak and three-peak differential games (docs/environments.md).
 
 M joint-action particles ``[M, 2, 1]`` start scattered uniformly over the action box [-10, 10]² and
 negotiate on ``log p(a) = r(a) / α``, with α annealed geometrically over repeated calls of ``negotiate``
@@ -14,9 +14,9 @@ SVGD on the joint) and ``independent`` (no reasoning about the teammate), all fr
 a summary and saves one PNG of particles before/after over the reward contours. Rewards are plain ``jnp``
 formulas (no clipping, so the score is defined everywhere).
 
-Pass criterion printed for ``two_modalities`` (SPEC §6, PRO): each good peak holds ≥ 20 % of the
+Pass criterion printed for ``two_modalities`` (docs/environments.md, PRO): each good peak holds ≥ 20 % of the
 particles and the bad corners ≤ 5 %. For ``max_of_three`` the summary gives the fraction within 1 of a
-height-10 peak (SPEC §6, ERO) and the fraction left near the origin bump.
+height-10 peak (docs/environments.md, ERO) and the fraction left near the origin bump.
 
     python -m experiments.negotiation_demo [--out DIR] [--seed S]
 """
@@ -42,7 +42,7 @@ NEAR = 1.5  # a particle is "at" a point when within this distance of it
 TOPOLOGIES = ("nested", "full", "independent")
 
 
-# --------------------------------------------------------------------------- landscapes (SPEC §6)
+# --------------------------------------------------------------------------- landscapes (docs/environments.md)
 
 
 def _peak(a: jax.Array, centre: float) -> jax.Array:
@@ -183,7 +183,7 @@ def run_demo(cfg: DemoConfig, seed: int) -> dict[str, Any]:
 
 
 def pro_pass(stats: dict[str, float]) -> bool:
-    """SPEC §6 PRO criterion on ``two_modalities``: each good peak ≥ 20 % of particles, bad corners ≤ 5 %."""
+    """The PRO criterion on ``two_modalities``: each good peak ≥ 20 % of particles, bad corners ≤ 5 %."""
     return stats["peak_pp"] >= 0.2 and stats["peak_mm"] >= 0.2 and stats["bad_corners"] <= 0.05
 
 
@@ -250,7 +250,7 @@ def save_plot(runs: dict[str, Any], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the demo; returns ``{"runs", "summary" (lines), "png" (path)}``."""
-    parser = argparse.ArgumentParser(description="negotiate() on the two-peak and three-peak games (SPEC §6)")
+    parser = argparse.ArgumentParser(description="negotiate() on the two-peak and three-peak games")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output dir (default outputs/demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scattered initial particles (default 0)")
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ component, MADDPG its deterministic actors); the same criterion in the other mod
 (``passes_by_mode``, from fewer episodes), which separates what was learned from how it is executed:
 
 * ``max_of_two`` [PR2 §5.2]: ≥ 90 % of the executed joint actions at the narrow global peak (reward ≥ 9).
-* ``two_modalities`` (PRO, SPEC §6), judged on the executed joint samples at the final temperature: each
+* ``two_modalities`` (PRO, docs/environments.md), judged on the executed joint samples at the final temperature: each
   good peak (±5, ±5) holds ≥ 20 % of the samples (within distance 2.5, native units), the bad corners
   (5,-5), (-5,5) hold ≤ 2 % (within 2.5). A deterministic policy can hold at most one peak: it fails.
 * ``max_of_three`` (ERO): ≥ 90 % of the executed joint actions within distance 1 of a height-10 peak

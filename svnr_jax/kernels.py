@@ -1,4 +1,4 @@
-"""The SVGD kernel machinery (SPEC §2–3): RBF kernel, median-heuristic bandwidth, SVGD directions.
+"""The SVGD kernel machinery (docs/algorithms.md): RBF kernel, median-heuristic bandwidth, SVGD directions.
 
 Everything here is a pure function on one particle set; batch over states with ``jax.vmap``.
 
@@ -40,7 +40,7 @@ def _median_nonneg(flat: Array) -> Array:
 
 
 def median_bandwidth(sq_dists: Array, num_particles: int, *, symmetric: bool = False) -> Array:
-    """Median heuristic of SPEC §2: ``h = median(sq_dists) / log(M + 1)``, floored at 1e-3.
+    """Median heuristic of docs/algorithms.md: ``h = median(sq_dists) / log(M + 1)``, floored at 1e-3.
 
     The median runs over every entry of ``sq_dists`` (all M·L pairs, i = j included, as in soft
     Q-learning's kernel). The result is wrapped in ``stop_gradient``: the bandwidth is a constant of
@@ -94,7 +94,7 @@ def svgd_direction(
     bandwidth: float | Array | None = None,
     queries: Array | None = None,
 ) -> Array:
-    """SVGD direction (SPEC §2) at every query point.
+    """SVGD direction (docs/algorithms.md) at every query point.
 
     ``φ(x) = (1/M) Σ_j [ k(x_j, x) s_j + ∇_{x_j} k(x_j, x) ]`` with ``k(x, y) = exp(-||x - y||²/h)``,
     so ``∇_{x_j} k(x_j, x) = 2 (x - x_j) / h · k(x_j, x)``.
@@ -104,7 +104,7 @@ def svgd_direction(
       scores: ``[M, D]`` ``∇ log p(x_j)``.
       bandwidth: h (float); ``None`` = median heuristic on the particle–query distances.
       queries: ``[L, D]`` points at which to evaluate φ (default: the particles themselves). The
-        amortized update of SPEC §4 evaluates φ at the "updated" half using the "fixed" half.
+        amortized update of docs/algorithms.md evaluates φ at the "updated" half using the "fixed" half.
     Returns:
       ``[L, D]`` directions.
     """
@@ -128,7 +128,7 @@ def masked_svgd_direction(
     queries: Array | None = None,
     agents: tuple[int, ...] | None = None,
 ) -> Array:
-    """Per-agent message-passing SVGD directions over negotiation sets (SPEC §3).
+    """Per-agent message-passing SVGD directions over negotiation sets (docs/algorithms.md).
 
     Agent i's kernel sees only the coordinates of its negotiation set C_i (row i of ``mask``):
     ``k_i(y, u) = exp(-Σ_{j∈C_i} ||y_j - u_j||² / h_i)``, with its own median-heuristic bandwidth h_i,

@@ -1,4 +1,4 @@
-"""Losses of SVNR: the soft critic (SPEC §5) and the amortized MP-SVGD policy surrogate (SPEC §4).
+"""Losses of SVNR: the soft critic (docs/algorithms.md) and the amortized MP-SVGD policy surrogate (docs/algorithms.md).
 
 Small pure functions on one example (``soft_value``, ``critic_target``, ``surrogate_policy_loss``,
 ``svgd_policy_direction``) that the tests check against hand-computed values, and the batched losses
@@ -27,7 +27,7 @@ def uniform_log_density(joint_dim: int) -> float:
 
 
 def soft_value(q_values: Array, log_proposal: Array, alpha: Array) -> Array:
-    """Importance-sampled soft value ``V = α log( (1/M_v) Σ_j exp(Q_j/α) / q(a_j) )`` (SPEC §5, SQL eq. 10).
+    """Importance-sampled soft value ``V = α log( (1/M_v) Σ_j exp(Q_j/α) / q(a_j) )`` (docs/algorithms.md, SQL eq. 10).
 
     With the uniform proposal ``log q = -D log 2`` this is
     ``α [logsumexp_j(Q_j/α) - log M_v + D log 2]``.
@@ -116,7 +116,7 @@ def critic_loss(
     mixture_weight: float = 0.5,
     mixture_std: float = 0.1,
 ) -> tuple[Array, dict]:
-    """Soft Bellman loss ``½ Σ_k (y - Q_k(s, u))²`` averaged over the batch (SPEC §5).
+    """Soft Bellman loss ``½ Σ_k (y - Q_k(s, u))²`` averaged over the batch (docs/algorithms.md).
 
     ``y = scale·r + γ (1 - terminal) V(s')`` with ``V`` the importance-sampled soft value of the target
     critic (minimum over twin critics) at ``M_v`` proposal actions.
@@ -160,7 +160,7 @@ def _noise_shape(action_mask: Array, policy: PolicyNet) -> tuple[int, int]:
 def svgd_policy_direction(
     fixed: Array, scores: Array, updated: Array, mask: Array, *, bandwidth: float | None = None
 ) -> Array:
-    """Δ_i(u) for every updated particle (SPEC §4): per-agent MP-SVGD directions over the fixed half.
+    """Δ_i(u) for every updated particle (docs/algorithms.md): per-agent MP-SVGD directions over the fixed half.
 
     A thin name for :func:`svnr_jax.kernels.masked_svgd_direction` with the fixed half as the particle
     set and the updated half as queries (no second SVGD implementation).
@@ -202,7 +202,7 @@ def policy_loss(
     num_particles: int,
     bandwidth: float | None = None,
 ) -> tuple[Array, dict]:
-    """Amortized MP-SVGD surrogate loss averaged over a batch of states (SPEC §4).
+    """Amortized MP-SVGD surrogate loss averaged over a batch of states (docs/algorithms.md).
 
     Per state: M noise tuples → M joint particles ``u = π_ψ(o, ξ)``; fixed half F (stop-gradient),
     updated half U. Score ``∇_u [min_k Q_k(s, u)/α + Σ log(1 - u² + 1e-6)]`` at F (tanh correction);

@@ -1,4 +1,4 @@
-"""Negotiation: message-passing SVGD over negotiation sets (SPEC §3).
+"""Negotiation: message-passing SVGD over negotiation sets (docs/algorithms.md).
 
 ``negotiate`` moves M joint-action particles ``[M, N, d]`` for K rounds; in each round agent i moves
 its own coordinates along ``φ_i``, the SVGD direction whose kernel only sees the coordinates of its
@@ -96,7 +96,7 @@ def negotiate(
     squash_correction: bool = False,
     args: tuple = (),
 ) -> NegotiationResult:
-    """Run K negotiation rounds of message-passing SVGD on joint-action particles (SPEC §3).
+    """Run K negotiation rounds of message-passing SVGD on joint-action particles (docs/algorithms.md).
 
     One round (``order="jacobi"``): every agent at once, ``u_i ← u_i + ε φ_i(u)`` with
     ``φ_i(u) = (1/M) Σ_m [k_i(y^m, u) ∇_{y^m_i} log p(y^m) + ∇_{y^m_i} k_i(y^m, u)]`` and k_i the RBF

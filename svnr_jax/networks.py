@@ -1,4 +1,4 @@
-"""Networks of SVNR (SPEC §4–5): per-agent negotiation policies and the joint soft critic (flax linen).
+"""Networks of SVNR (docs/algorithms.md): per-agent negotiation policies and the joint soft critic (flax linen).
 
 * Policy: agent i acts ``u_i = tanh(g_ψi(o_i, ξ_{C_i}))`` — its own observation and the noises of its
   negotiation set C_i (noises of agents outside C_i are zeroed), never teammates' actions or
@@ -119,7 +119,7 @@ def make_policy(
     noise_skip: float = 0.0,
     action_mask: np.ndarray | None = None,
 ) -> PolicyNet:
-    """Build the N agents' negotiation policies (SPEC §4).
+    """Build the N agents' negotiation policies (docs/algorithms.md).
 
     Args:
       num_agents: N.
@@ -168,7 +168,7 @@ def make_critic(
     hidden: Sequence[int] = (64, 64),
     twin: bool = False,
 ) -> CriticNet:
-    """Build the joint soft critic ``Q(s, u)`` (SPEC §5), twin if asked.
+    """Build the joint soft critic ``Q(s, u)`` (docs/algorithms.md), twin if asked.
 
     Args:
       state_dim: S. num_agents: N. action_dim: padded A.

@@ -41,7 +41,7 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
                             chunk_iterations=500, buffer_size=100_000),
 }
 
-# MaMuJoCo (SPEC §6, §8) [ours]: full-scale GPU budget near FACMAC's (2M env steps, buffer 1e6): 16 envs ×
+# MaMuJoCo (docs/environments.md, §8) [ours]: full-scale GPU budget near FACMAC's (2M env steps, buffer 1e6): 16 envs ×
 # 125k iterations = 2M env steps; 16 updates per iteration = one gradient update per env step; 10k uniform
 # warm-up steps. Evaluation every 5000 iterations (80k env steps) with 4 full 1000-step episodes per mode.
 _MAMUJOCO_RUN = dict(num_envs=16, iterations=125_000, updates_per_iteration=16, batch_size=256,
@@ -75,7 +75,7 @@ _SVNR_GAMES: dict[str, dict[str, Any]] = {
 # Temperature convention (SQL's): α is in units of the *scaled* reward, rewards scaled per robot as in SQL's
 # MuJoCo experiments (softqlearning examples/mujoco_all_sql.py: HalfCheetah, Hopper, Swimmer 30, Walker2d 10,
 # Ant 300, Humanoid 100). α starts at SQL's 1 and is annealed exponentially to 0.1 over the first half of the
-# run, then held (SPEC §5: towards 0). CPU check on HalfCheetah-2x3 at 40k env steps (128-128 nets,
+# run, then held (docs/algorithms.md: towards 0). CPU check on HalfCheetah-2x3 at 40k env steps (128-128 nets,
 # experiments/results/mamujoco/anneal_check): annealing 1 → 0.1 over 20k steps kept the constant-α return
 # (deterministic execution) and raised the shared-seed one.
 _SVNR_MAMUJOCO = dict(policy_hidden=(256, 256), critic_hidden=(256, 256), num_particles=32, twin_critic=True,

@@ -5,9 +5,9 @@ Sources. No code is public. Of the paper only the abstract could be read here (a
 openreview.net/forum?id=oAkSRhl3qU): "independent (decentralised) learners; an iterative process of sampling and
 evaluating potential next states, selecting those with maximal Q-values for learning", to approximate the *ideal*
 transitions (those under the optimal teammates). The method section (model class, quantile levels, K, continuous-action
-variant, hyperparameters) was not available, so everything below beyond that sentence and the project spec
-(SPEC §7: "a learned model of next states (an ensemble/quantile model); for each transition sample K candidate next
-states and bootstrap from the one with the highest value, max over next states, then max over actions") is [ours].
+variant, hyperparameters) was not available, so everything below beyond that sentence and our spec
+("a learned model of next states (an ensemble/quantile model); for each transition sample K candidate next states
+and bootstrap from the one with the highest value, max over next states, then max over actions") is [ours].
 
 Update, for each agent i separately (no joint critic, no teammate action or observation anywhere) [ours where not
 stated above]:

@@ -1,10 +1,10 @@
-"""The SVNR agent (SPEC §4–5): its config, init, one gradient update, temperature schedule, execution modes.
+"""The SVNR agent (docs/algorithms.md): its config, init, one gradient update, temperature schedule, execution modes.
 
 ``SVNR(spec, config, total_iterations)`` is static configuration (closed over by the training loop);
 every method is a pure function of explicit pytree state and keys (the contract of
 :mod:`svnr_jax.algorithms.base`). Data collection (``mode="explore"``) executes mode (a).
 
-Execution modes (SPEC §4):
+Execution modes (docs/algorithms.md):
 
 * ``"shared_seed"`` (a, the default stochastic execution): the noise of step t is
   ``ξ = N(0, I)`` drawn from ``fold_in(shared_key, t)``; every agent regenerates the same ξ from the
@@ -52,7 +52,7 @@ EXEC_MODES = ("shared_seed", "deterministic", "negotiate")
 
 @dataclasses.dataclass(frozen=True)
 class SVNRConfig(AlgoConfig):
-    """Hyperparameters of the SVNR learner (SPEC §4–5)."""
+    """Hyperparameters of the SVNR learner (docs/algorithms.md)."""
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"alpha_schedule": SCHEDULES, "value_proposal": PROPOSALS}
 
@@ -62,7 +62,7 @@ class SVNRConfig(AlgoConfig):
     num_particles: int = 32
     """M: joint-action particles drawn per state for the amortized SVGD update (split half fixed, half updated)."""
     bandwidth: float = 0.0
-    """RBF kernel bandwidth h; 0 selects the per-agent median heuristic (SPEC §2)."""
+    """RBF kernel bandwidth h; 0 selects the per-agent median heuristic (docs/algorithms.md)."""
     policy_hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of each agent's generator g_ψi(o_i, ξ_{C_i})."""
     critic_hidden: tuple[int, ...] = (64, 64)
@@ -169,7 +169,7 @@ class LearnerState:
 
 
 def temperature(config: SVNRConfig, iteration: Array, total_iterations: int) -> Array:
-    """α at ``iteration`` (SPEC §5): constant, linear or exponential from ``alpha_init`` to ``alpha_min``
+    """α at ``iteration`` (docs/algorithms.md): constant, linear or exponential from ``alpha_init`` to ``alpha_min``
     (an optax schedule), reaching ``alpha_min`` after ``alpha_anneal_fraction · total_iterations`` iterations.
 
     Args:

@@ -1,4 +1,4 @@
-"""One-step cooperative games with continuous actions (SPEC §6): differential games and matrix games.
+"""One-step cooperative games with continuous actions (docs/environments.md): differential games and matrix games.
 
 Every game here is a one-step episode: ``reset`` gives a constant observation (ones ``[N, 1]``), one
 ``step`` pays the team reward of the joint action and ends the episode with ``terminated=True``,

@@ -1,4 +1,4 @@
-"""Particle Gather (SPEC §6; the paper describes it, the rules here are ours).
+"""Particle Gather (docs/environments.md; the paper describes it, the rules here are ours).
 
 ``N`` point agents move in the box ``[-1, 1]²`` towards one landmark of radius ``ρ``.
 
