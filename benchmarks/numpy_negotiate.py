@@ -1,7 +1,7 @@
 """A straightforward NumPy reference of ``svnr_jax.negotiate`` (Jacobi order) with an MLP critic.
 
 Used by ``benchmarks/negotiate.py`` as the baseline of its speed ratio, and by the tests as an oracle.
-It implements the same algorithm as ``svnr_jax.negotiate`` (SPEC §2–3), written directly with
+It implements the same algorithm as ``svnr_jax.negotiate`` (docs/algorithms.md), written directly with
 broadcasting and a hand-written MLP forward/backward instead of ``jax.grad``:
 
 * score ``∇_u Q(s, u) / α`` of a tanh MLP critic ``Q(s, u) = W3ᵀ tanh(W2ᵀ tanh(W1ᵀ [s, u] + b1) + b2) + b3``;
@@ -79,7 +79,7 @@ def critic_values(params: MLPParams, states: np.ndarray, u: np.ndarray) -> np.nd
 
 
 def masked_directions(u: np.ndarray, scores: np.ndarray, mask: np.ndarray, bandwidth=None) -> np.ndarray:
-    """Per-agent SVGD directions φ_i at every particle (SPEC §3), batched over states.
+    """Per-agent SVGD directions φ_i at every particle (docs/algorithms.md), batched over states.
 
     Args:
       u: ``[B, M, N, d]`` particles; scores: ``[B, M, N, d]``; mask: ``[N, N]`` bool, row i = C_i.

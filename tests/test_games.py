@@ -1,4 +1,4 @@
-"""Exact rewards of the one-step games and the rules of Particle Gather (SPEC §6), all under jit."""
+"""Exact rewards of the one-step games and the rules of Particle Gather (docs/environments.md), all under jit."""
 
 import functools
 import re

@@ -1,4 +1,4 @@
-"""Losses against hand-computed values on tiny inputs (SPEC §4–5)."""
+"""Losses against hand-computed values on tiny inputs (docs/algorithms.md)."""
 
 import math
 

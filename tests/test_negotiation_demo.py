@@ -12,7 +12,7 @@ def test_demo_runs_and_nested_pairs_on_two_modalities(tmp_path):
 
     nested = out["runs"]["landscapes"]["two_modalities"]["nested"]
     stats = nested["stats"]
-    # SPEC §6 PRO criterion: both good peaks held, bad corners empty; and the agents agree on a sign.
+    # docs/environments.md PRO criterion: both good peaks held, bad corners empty; and the agents agree on a sign.
     assert stats["paired"] >= 0.8, stats  # measured 0.83-0.95 over seeds 0-3 (0.91 for seed 0)
     assert demo.pro_pass(stats), stats
     line = next(x for x in out["summary"] if x.strip().startswith("nested") and "PRO" in x)
