@@ -1,6 +1,6 @@
 """FACMAC: the centralised policy gradient (every agent's CURRENT action through the mixed critic, buffer actions
 unused, post-tanh regulariser) on hand-computed values, the mixed critic target, exploration, config validation,
-jit/vmap of act and update, and learning on single_peak."""
+jit/vmap of act and update (learning on single_peak: tests/test_algorithms.py)."""
 
 import dataclasses
 
@@ -21,8 +21,6 @@ SPEC = EnvSpec(name="toy", num_agents=2, obs_sizes=(3, 2), action_sizes=(2, 1), 
 CFG = FACMACConfig(actor_hidden=(8,), critic_hidden=(8,), mixing_embed=4, hypernet_embed=4, gamma=0.9, tau=0.1,
                    reward_scale=2.0)
 
-#: single_peak settings: the class defaults (facmac_mamujoco.yaml) with the games' 100-100 networks and γ = 0.
-GAME = dict(actor_hidden=(100, 100), critic_hidden=(100, 100), gamma=0.0)
 
 
 def make_batch(key, b=5, spec=SPEC):
@@ -300,21 +298,3 @@ def test_jit_vmap_update_and_act(agent):
 
 
 # ------------------------------------------------------------------------------------------ learning
-
-
-def test_learns_single_peak():
-    """single_peak (N=2, r = 10 − Σ(a_i − c_i)²/4, best 10): every seed reaches ≥ 8 in the test mode in 300 iterations
-    with the class defaults (facmac_mamujoco.yaml), 100-100 networks and γ = 0."""
-    from svnr_jax import acting, training
-    from svnr_jax.presets import preset
-
-    cfg = preset("single_peak", "facmac", algo_config=GAME, num_seeds=2, iterations=300, chunk_iterations=300,
-                 eval_every=300)
-    out = jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg))
-    setup = training.build(cfg)
-    ag = setup.agent
-    returns = jax.jit(jax.vmap(lambda ls, it: acting.rollout(
-        setup.eval_env, acting.agent_policy(ag, ls, it, ag.test_mode), jax.random.key(5), 64).returns))(
-        out.state.learner, out.state.iteration)
-    per_seed = np.asarray(returns).mean(axis=1)
-    assert np.all(per_seed >= 8.0), per_seed

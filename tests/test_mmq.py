@@ -1,5 +1,5 @@
 """MMQ: the optimistic (max over model-sampled next states) target on hand-built values, the quantile model's pinball
-loss against numpy, independence of the learners, exploration, config validation, jit/vmap, pretrain, single_peak."""
+loss against numpy, independence of the learners, exploration, config validation, jit/vmap, pretrain."""
 
 import dataclasses
 
@@ -21,9 +21,6 @@ CFG = MMQConfig(actor_hidden=(8,), critic_hidden=(8,), model_hidden=(8,), gamma=
 OMASK = np.asarray(SPEC.obs_mask, np.float32)
 AMASK = np.asarray(SPEC.action_mask, np.float32)
 
-#: settings for the one-step games (PR2's published MADDPG max-of-two settings; model sized like the critic [ours])
-GAMES = dict(actor_hidden=(100, 100), critic_hidden=(100, 100), model_hidden=(100, 100), actor_lr=1e-2, critic_lr=1e-2,
-             model_lr=1e-2, adam_eps=1e-8, tau=0.01, grad_clip=0.5, exploration_noise=0.1, gamma=0.0)
 
 
 def make_batch(key, b=5, spec=SPEC):
@@ -400,20 +397,3 @@ def test_pretrain_is_model_and_critic_only(agent):
 
 
 # ------------------------------------------------------------------------------------------ learning
-
-
-def test_learns_single_peak():
-    """The RO-free sanity game (γ = 0, one step: no bootstrap, MMQ = independent DDPG here): reward >= 8 per seed."""
-    from svnr_jax import acting, training
-    from svnr_jax.presets import preset
-
-    cfg = preset("single_peak", "mmq", algo_config=GAMES, num_seeds=2, iterations=300, chunk_iterations=300,
-                 eval_every=300)
-    out = jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg))
-    setup = training.build(cfg)
-    ag = setup.agent
-    returns = jax.jit(jax.vmap(lambda ls, it: acting.rollout(
-        setup.eval_env, acting.agent_policy(ag, ls, it, ag.test_mode), jax.random.key(5), 64).returns))(
-        out.state.learner, out.state.iteration)
-    per_seed = np.asarray(returns).mean(axis=1)
-    assert np.all(per_seed >= 8.0), per_seed

@@ -1,6 +1,6 @@
 """COMIX (registry name ``qmix``): the monotonic mixer (numpy reference, ∂Q_tot/∂Q_i ≥ 0), the CEM (quadratic
 utilities, a step-by-step numpy replay), the critic target, execution modes, config validation, jit/vmap of act and
-update, and learning on ``single_peak``."""
+update (learning on ``single_peak``: tests/test_algorithms.py)."""
 
 import dataclasses
 
@@ -365,21 +365,3 @@ def test_jit_vmap_update_and_act(agent):
 
 
 # ------------------------------------------------------------------------------------------ learning
-
-
-def test_learns_single_peak():
-    """single_peak (r = 10 − Σ(a_i − c_i)²/4, best 10) with the game settings suggested for COMIX (the reference's
-    comix_pp values, γ = 0 for the one-step game): test-mode reward >= 8 in each of 2 seeds within 300 iterations."""
-    from svnr_jax import acting, training
-    from svnr_jax.presets import preset
-
-    cfg = preset("single_peak", "qmix", algo_config=dict(gamma=0.0), num_seeds=2, iterations=300,
-                 chunk_iterations=300, eval_every=300)
-    out = jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg))
-    setup = training.build(cfg)
-    agent = setup.agent
-    returns = jax.jit(jax.vmap(lambda ls, it: acting.rollout(
-        setup.eval_env, acting.agent_policy(agent, ls, it, agent.test_mode), jax.random.key(5), 64).returns))(
-        out.state.learner, out.state.iteration)
-    per_seed = np.asarray(returns).mean(axis=1)
-    assert np.all(per_seed >= 8.0), per_seed

@@ -1,6 +1,6 @@
 """ROMMEO-AC: the tanh-Gaussian density against a change of variables, the prior's maximum-likelihood step, the
 opponent-model / policy losses and the critic target against numpy on the same samples, execution modes, config
-checks, jit/vmap, and learning on single_peak."""
+checks, jit/vmap (learning on single_peak: tests/test_algorithms.py)."""
 
 import dataclasses
 import math
@@ -25,8 +25,6 @@ from svnr_jax.networks import CriticNet
 from svnr_jax.replay import Transition
 
 TINY = ROMMEOConfig(policy_hidden=(8,), opponent_hidden=(8,), critic_hidden=(8,))
-#: The one-step-game settings we suggest (SVNR's single_peak α schedule, γ = 0): see the report / presets.
-SINGLE_PEAK = dict(gamma=0.0, alpha_schedule="exponential", alpha_init=10.0, alpha_min=0.1, alpha_anneal_fraction=0.8)
 
 
 def spec(action_sizes=(1, 1), state_size=2):
@@ -441,21 +439,3 @@ def test_pretrain_is_critic_only_and_target_interval():
     ls2, _ = pre(ls1, batch, jax.random.key(2))
     expect = jax.tree.map(lambda c, t: 0.01 * c + 0.99 * t, ls2.critic_params, ls1.target_params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), ls2.target_params, expect)
-
-
-def test_learns_single_peak():
-    """Every seed reaches mean team reward >= 8 (best 10) in the test mode within 300 iterations."""
-    import svnr_jax.algorithms.rommeo  # noqa: F401  (registers "rommeo")
-    from svnr_jax import acting, training
-    from svnr_jax.presets import preset
-
-    cfg = preset("single_peak", "rommeo", algo_config=SINGLE_PEAK, num_seeds=2, iterations=300, chunk_iterations=300,
-                 eval_every=300)
-    out = jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg))
-    setup = training.build(cfg)
-    agent = setup.agent
-    returns = jax.jit(jax.vmap(lambda ls, it: acting.rollout(
-        setup.eval_env, acting.agent_policy(agent, ls, it, agent.test_mode), jax.random.key(5), 64).returns))(
-        out.state.learner, out.state.iteration)
-    per_seed = np.asarray(returns).mean(axis=1)
-    assert np.all(per_seed >= 8.0), per_seed
