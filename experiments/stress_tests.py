@@ -237,6 +237,26 @@ def print_table(results: list[dict], file=None) -> None:
               f"{r['train_seconds']:>9.0f}  {others}", file=file)
 
 
+def markdown_table(results: list[dict]) -> str:
+    """A markdown table (a row per game, a column per algorithm): passes and the test-mode return IQM."""
+    algos = list(dict.fromkeys(r["algo"] for r in results))
+    games = list(dict.fromkeys(r["game"] for r in results))
+    by = {(r["game"], r["algo"]): r for r in results}
+    lines = ["| game | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+    for g in games:
+        cells = []
+        for a in algos:
+            r = by.get((g, a))
+            if r is None:
+                cells.append("–")
+                continue
+            t = r["returns"][r["test_mode"]]
+            cells.append(f"**{r['passes']}/{r['seeds']}** · {t['iqm']:.2f} [{t['iqm_ci_low']:.2f}, "
+                         f"{t['iqm_ci_high']:.2f}]")
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def parse_overrides(items: list[str]) -> tuple[dict, dict]:
     """``["batch_size=32", "algo.bandwidth=1.0"]`` → ``({"batch_size": 32}, {"bandwidth": 1.0})`` (JSON values)."""
     run, algo = {}, {}
@@ -274,7 +294,18 @@ def main(argv=None) -> int:
     p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                    help="overrides for every run, e.g. batch_size=32 algo.gamma=0.0 (JSON values; algo.* fields "
                         "must exist in every chosen algorithm's config)")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: print the stored results of --out as tables and redraw its figures")
     args = p.parse_args(argv)
+    if args.report:
+        with open(os.path.join(args.out, "stress_results.json")) as f:
+            stored = json.load(f)["results"]
+        print_table(stored)
+        print()
+        print(markdown_table(stored))
+        for game in dict.fromkeys(r["game"] for r in stored):
+            plot_game(game, [r for r in stored if r["game"] == game], args.out)
+        return 0
     algos = args.algos or (list(SMALL_ALGOS) if args.small else ["all"])
     algos = list_algorithms() if algos == ["all"] else algos
     unknown = [a for a in algos if a not in list_algorithms()]

@@ -53,6 +53,7 @@ def test_comparison_end_to_end(tmp_path, capsys):
         assert set(r["passes_by_mode"]) >= {r["test_mode"]}
     assert (out / "max_of_three_samples.png").stat().st_size > 1000
     assert (out / "samples_max_of_three_svnr.npy").exists()
+    assert st.main(["--report", "--out", str(out)]) == 0 and "| max_of_three | **" in capsys.readouterr().out
     assert (out / "max_of_three_curves.png").stat().st_size > 1000
     # a rerun of one algorithm keeps the other's results
     assert st.main(["--algos", "maddpg", "--games", "max_of_three", "--seeds", "2", "--iterations", "8",
