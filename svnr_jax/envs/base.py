@@ -149,7 +149,7 @@ class Env:
         reward is NaN, which the training runner reports and stops on.
 
         Returns:
-          ``(finite actions [N, A] float32, bad [] bool)``.
+          ``(finite actions [N, A] (float, the input's precision), bad [] bool)``.
         """
         import jax.numpy as jnp
 
@@ -157,7 +157,8 @@ class Env:
         shape = tuple(getattr(actions, "shape", ()))
         if shape != want:
             raise ValueError(f"{self.spec.name}: actions must have shape [N, A] = {list(want)}, got {list(shape)}")
-        a = jnp.asarray(actions, jnp.float32)
+        a = jnp.asarray(actions)
+        a = a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.float32)
         finite = jnp.isfinite(a)
         bad = jnp.any(~finite & jnp.asarray(self.spec.action_mask))
         return jnp.where(finite, a, 0.0), bad
