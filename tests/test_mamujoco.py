@@ -1,74 +1,11 @@
 """MaMuJoCo on MJX vs the reference, Gymnasium-Robotics ``mamujoco_v1`` (1.4.2) on MuJoCo C (CPU).
 
-Every comparison puts the same qpos/qvel into both simulators (states taken from reference rollouts with
-random actions, so they include ground contacts), applies the same actions and compares per-agent
-observations, the global state, reward, terminated and truncated. The MJX side runs in float32, the
-reference in float64.
-
-Tolerances (measured on this machine, jax 0.12.0.1, mujoco 4.0.0, mujoco-mjx 3.17.0):
-* observations from identical physics data: float32 rounding only (rtol 1e-5, atol 1e-5);
-* one env step (frame_skip physics steps) from identical states: measured ≤ 1e-4 abs on velocities of
-  order 10 (float32 solver/integration rounding) → rtol 1e-4, atol 5e-4; reward atol 1e-4·scale;
-* 50-step trajectories (HalfCheetah, Walker2d, CoupledHalfCheetah; random actions): the float32
-  difference grows as fast as the dynamics amplify it. Measured max |state| error after 1/10/20/50 steps:
-  HalfCheetah 4e-5 / 4e-3 / 0.2 / 2 (chaotic contacts), CoupledHalfCheetah 7e-6 / 2e-2 / 0.1 / 8,
-  Walker2d 2e-5 / 9e-5 / 8e-5 / 7e-4. The C reference merely rounded to float32 after each step diverges
-  from itself at the same rate, so the test bounds the error by 1000x that measured chaos envelope + 1e-3
-  (see ``_trajectory``; the rounding leaves the rest of ``MjData`` alone, see ``_reference_rollout``);
-* Ant: MJX 3.17 and MuJoCo 4.0 C differ in two places, both corrected on the MJX side
-  (``svnr_jax.envs.mamujoco.mjx_patches``, each an env option; both also seen in float64 with
-  ``jax_enable_x64``; the geoms' ``margin=0.01``, once suspected, is not one: at 122 states with contacts
-  inside the margin band and no steep capsule ``mj_forward`` and ``mjx.forward`` agree to 1e-5 relative):
-  - steep capsules (``capsule_frame``). For a capsule-floor contact C takes the capsule axis projected on
-    the floor as the contact frame's first tangent; MJX's ``plane_capsule`` the world y axis once that
-    projection is shorter than 0.5 (capsule steeper than 60 degrees; the Ant's ankles often are). The
-    pyramidal friction cone (4 edges along ±tangents) is then rotated, and at the same state ``qacc``
-    differed by up to 75% (79 of 206 random contact states). Our collider uses C's frame (tested against
-    C at 7 tilts in ``tests/test_mjx_patches.py``).
-  - RK4 (``rk4_rotations``; Ant and Humanoid integrate with it). MuJoCo 4.0 integrates free/ball-joint
-    rotations Runge-Kutta-Munthe-Kaas style (stage velocities corrected by the inverse differential of
-    the exponential map); MJX 3.17 has the textbook RK4 of earlier MuJoCo. Found by recording C's RK
-    stages with ``mjcb_control``: stages 2-3 had the quaternion off by 1e-6-3e-4 per substep. Smooth
-    dynamics barely notice, stiff contacts amplify it (1e-5 to 2e-4 per substep). Our RK4 reproduces C's
-    stages to 1e-12 in float64.
-  With both: one Ant env step from 64 random reference states, max |Δqvel| 1.4e-5 (0.82 with neither,
-  ``test_ant_mjx_side_fixes``), so the Ant's one-step test compares contact steps too
-  (``_assert_contact_steps``). Left: a constraint switching on within float32 rounding of its threshold
-  (a contact at the edge of its margin band, a joint at its limit: ``_edge_contact``) has a force that
-  jumps with the approach velocity, so the two simulators can switch it on in different evaluations;
-  such "edge" steps get only the loose qpos bound ``LOOSE_QPOS``.
-* Ant trajectories (``test_trajectory_matches_reference_ant``, 3 x 8 trajectories measured): followed
-  free-running by the chaos-envelope rule until a step with an edge constraint in either simulator:
-  horizons 5-35 steps (median 12.5 and 19; asserted >= 4, median >= 8; 1-5 before the fixes, when the
-  comparison had to stop at the first contact), errors <= 12% of the tolerance. Every one of the 400
-  steps is also compared as one env step from the reference's own state (``resync_tol`` 5e-4):
-  contact-free steps (176-179 of 400) all within (max 0.04 of the tolerance); contact steps (86-93, median
-  0.003-0.006) and steep-capsule steps (106-118, median 0.004) 97.8-100% within, max 6.9x (contact-force
-  observations off by 4e-3 next to a margin edge); before the fixes the medians were 0.22-0.28 and steep
-  steps were 400x off. A cfrc_ext entry off by 2% or shifted by one body fails ``_assert_contact_steps``.
-  Ant-4x2 has the same physics as Ant-2x4 (same actuator order), only other observations.
-* Humanoid: humanoid.xml asks for PGS, which MJX lacks (Newton here): one-step tolerance 2e-2 (measured
-  up to 4e-3 on entries of order 1); its one-step test is marked slow (compile 1-4 min on 2 busy cores).
-  Its trajectory test (``test_trajectory_matches_reference_humanoid``) runs against a reference whose C
-  model is switched to Newton (``ref_of(task, newton=True)``, test-only), so that it measures the
-  implementation rather than the solver choice. Free-running horizons (2 x 8 trajectories) 9-20 steps
-  (median 12 and 15), errors <= 9% of the tolerance; the horizon is reached through the state's unclipped
-  cfrc_ext / qfrc_actuator entries (hundreds), while qpos still agrees to <= 0.075 at step 50. Resynced
-  steps at tolerance 2e-3: the forward reward 1.25·Δx_com/dt (dt 0.015) amplifies float32 position
-  rounding 83x, up to 6e-4 measured (0.3 of the reward tolerance 4e-4). Contact-free steps (124 of 400)
-  <= 0.013 of the tolerance; contact and steep steps (197): median 0.035, 96.3% within, max 5.3 (before
-  the fixes: median 0.14-0.17, 66% within 5e-4, steep 8-17x); edge steps (79) exempt.
-* Runtimes of the trajectory tests on this machine (2 busy cores): Ant 25-70 s each (the contact
-  classification replays every RK stage in C), Humanoid ~40 s after a ~60 s compile: all marked slow.
-* CoupledHalfCheetah's tendon limit (length <= 3.5; reached once the cheetahs drift ~2.9 apart, 1 random
-  state in 32): our MJX model raises the limit's ``tendon_invweight0`` from the shipped 0 to 1e-4
-  (``tendon_invweight_floor``, ``svnr_jax.envs.mamujoco.env`` docstring: without it MJX applies no limit
-  force). ``test_tendon_limit_*`` compare at states and 50-step trajectories that reach the limit with a
-  reference given the same floor (one step: max |Δqvel| 1.4e-3 over 256 states, tolerance 2e-2), and show
-  that the shipped reference's own answer at 0 is ill-conditioned (off its converged hard limit at 8 % of
-  such steps) while MJX agrees with it wherever it agrees with itself.
-* CoupledHalfCheetah: the reference crashes on MuJoCo 4 (sparse ``ten_J``); see
-  ``tests/mamujoco_reference.py`` for how its own observation code is fed a dense tendon Jacobian.
+Every comparison puts the same qpos/qvel into both simulators (states from reference rollouts with random
+actions, contacts included), applies the same actions and compares per-agent observations, the global state,
+reward, terminated and truncated (MJX in float32, the reference in float64): observations to float32 rounding,
+one env step, free-running trajectories within the measured float32 chaos envelope, the MJX-side corrections
+(steep capsules, RK4 rotations, CoupledHalfCheetah's tendon limit), Humanoid against a Newton reference. The
+tolerances, how each was measured and why: ``docs/mamujoco.md`` ("How the equivalence is tested").
 """
 
 from __future__ import annotations

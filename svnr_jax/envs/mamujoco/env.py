@@ -26,21 +26,10 @@ MJX-side changes (the C model ``mj_model`` stays the reference's):
   free and ball joints are integrated as MuJoCo 4.0 does (Runge-Kutta-Munthe-Kaas, ``mjx_patches``);
   ``"mjx"`` keeps MJX 3.17's textbook RK4 (the rotation of one 0.01 s substep off by up to ~1e-4).
 * ``tendon_invweight_floor`` (default :data:`TENDON_INVWEIGHT_FLOOR` = 1e-4; ``None`` = no change): raises the
-  ``tendon_invweight0`` of limited tendons to at least this value in the model MJX simulates. Why:
-  MuJoCo sets a limit row's regularizer R = (1 - imp) / imp · ``tendon_invweight0``, clamped below at
-  ``mjMINVAL`` = 1e-15, and ``tendon_invweight0`` is computed at ``qpos0``. CoupledHalfCheetah's tendon
-  joins two sites 2 apart along y while every joint moves in the x-z plane, so its Jacobian there is 0,
-  ``tendon_invweight0`` = 0 and R = 1e-15 (D = 1e15): a hard limit. MJX in float32 cannot resolve
-  D = 1e15 (the force quantum D · eps · |aref| is ~1e10) and applies no tendon-limit force at all: one env
-  step off by 1.2 in qvel (median over 48 limit-reaching states, max 7.5). MuJoCo C in float64 is
-  ill-conditioned there too: with ``tendon_invweight0`` anywhere in [1e-8, 1e-3] C converges to one
-  hard-limit solution (qvel within 6e-5 of the 1e-4 one for 1e-6 and 1e-8, 6e-4 for 1e-3), while at 0 it
-  leaves it at 8 % of limit-reaching steps by > 0.01 (21 of 256, up to 11.6 in qvel; from 1e-10 down
-  the conditioning already shows: up to 0.1). 1e-4 is inside that range and resolvable in float32: MJX vs
-  C with the same value, 256 limit-reaching states: max |Δqvel| 1.4e-3, median 1.5e-5 (5e-5: 7e-4;
-  3e-5 broke down at one state: 0.25). So with the floor MJX follows the tendon limit the reference
-  converges to, and differs from the shipped reference only where that is off its own converged answer.
-  Measured by ``tests/test_mamujoco.py::test_tendon_limit_*``.
+  ``tendon_invweight0`` of limited tendons to at least this value in the model MJX simulates. CoupledHalfCheetah's
+  shipped value is 0 (its tendon's Jacobian vanishes at ``qpos0``), which makes the limit a hard constraint
+  (R = 1e-15) that float32 MJX cannot resolve (it applied no limit force); MuJoCo C converges to one hard-limit
+  solution for any value in [1e-8, 1e-3], and with 1e-4 MJX matches it. Measurements: ``docs/mamujoco.md``.
 
 ``reference_obs_quirks`` (default True) reproduces Gymnasium-Robotics' observation indexing exactly,
 including its index bugs: CoupledHalfCheetah (both agents' joint entries read the second cheetah's
