@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -172,6 +173,13 @@ def adam(lr: float, grad_clip: float = 0.0) -> optax.GradientTransformation:
     return optax.chain(*clip, optax.adam(lr))
 
 
+def gaussian_exploration(u: Array, key: PRNGKey, t: Array, std: float | Array, action_mask) -> Array:
+    """``clip(u + std · N(0, I), -1, 1)`` with padded entries 0: the exploration of deterministic actors
+    (MADDPG, FACMAC, MMQ, PR2). The step noise comes from ``fold_in(key, t)`` (``key``: the episode key)."""
+    noise = jax.random.normal(jax.random.fold_in(key, t), u.shape)
+    return jnp.clip(u + std * noise, -1.0, 1.0) * action_mask
+
+
 def per_agent(tx: optax.GradientTransformation) -> optax.GradientTransformation:
     """``tx`` applied independently to each agent's slice of parameters stacked on a leading agent axis (each
     agent has its own optimiser state and gradient clip, as openai/maddpg's one optimiser per agent)."""
@@ -246,5 +254,6 @@ def make_agent(name: str, spec: EnvSpec, config: AlgoConfig, total_iterations: i
     return agent_cls(spec, config, total_iterations)
 
 
-__all__ = ["EXPLORE", "SCHEDULES", "AlgoConfig", "Agent", "adam", "bad_value", "get_algorithm", "gradient_step",
-           "is_int", "is_num", "list_algorithms", "make_agent", "per_agent", "register", "temperature_schedule"]
+__all__ = ["EXPLORE", "SCHEDULES", "AlgoConfig", "Agent", "adam", "bad_value", "gaussian_exploration", "get_algorithm",
+           "gradient_step", "is_int", "is_num", "list_algorithms", "make_agent", "per_agent", "register",
+           "temperature_schedule"]

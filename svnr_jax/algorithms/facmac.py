@@ -38,7 +38,16 @@ import numpy as np
 import optax
 from flax import struct
 
-from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, gradient_step, is_int, is_num, register
+from svnr_jax.algorithms.base import (
+    EXPLORE,
+    Agent,
+    AlgoConfig,
+    gaussian_exploration,
+    gradient_step,
+    is_int,
+    is_num,
+    register,
+)
 from svnr_jax.algorithms.qmix import make_mixer
 from svnr_jax.envs.base import EnvSpec
 from svnr_jax.networks import MLP
@@ -270,8 +279,7 @@ class FACMAC(Agent):
         u, _ = self.actor_apply(ls.actor_params, obs)
         if mode != EXPLORE:
             return u
-        noise = jax.random.normal(jax.random.fold_in(key, t), u.shape)
-        return jnp.clip(u + self.config.exploration_noise * noise, -1.0, 1.0) * self.mask_np
+        return gaussian_exploration(u, key, t, self.config.exploration_noise, self.mask_np)
 
 
 register("facmac", FACMACConfig, FACMAC)

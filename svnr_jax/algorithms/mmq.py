@@ -39,7 +39,16 @@ import numpy as np
 import optax
 from flax import struct
 
-from svnr_jax.algorithms.base import EXPLORE, Agent, AlgoConfig, gradient_step, is_num, per_agent, register
+from svnr_jax.algorithms.base import (
+    EXPLORE,
+    Agent,
+    AlgoConfig,
+    gaussian_exploration,
+    gradient_step,
+    is_num,
+    per_agent,
+    register,
+)
 from svnr_jax.envs.base import EnvSpec
 from svnr_jax.networks import MLP
 from svnr_jax.replay import Transition
@@ -335,8 +344,7 @@ class MMQ(Agent):
         u, _ = self.actor_apply(ls.actor_params, obs)
         if mode != EXPLORE:
             return u
-        noise = jax.random.normal(jax.random.fold_in(key, t), u.shape)
-        return jnp.clip(u + self.config.exploration_noise * noise, -1.0, 1.0) * self.mask_np
+        return gaussian_exploration(u, key, t, self.config.exploration_noise, self.mask_np)
 
 
 register("mmq", MMQConfig, MMQ)

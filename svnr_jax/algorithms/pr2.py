@@ -44,6 +44,7 @@ from svnr_jax.algorithms.base import (
     Agent,
     AlgoConfig,
     adam,
+    gaussian_exploration,
     gradient_step,
     is_num,
     per_agent,
@@ -442,8 +443,7 @@ class PR2(Agent):
         u = self.actions(ls.actor_params, obs)
         if mode != EXPLORE:
             return u
-        noise = jax.random.normal(jax.random.fold_in(key, t), u.shape)
-        return jnp.clip(u + self.noise_std(iteration) * noise, -1.0, 1.0) * self.action_mask
+        return gaussian_exploration(u, key, t, self.noise_std(iteration), self.action_mask)
 
 
 register("pr2", PR2Config, PR2)
