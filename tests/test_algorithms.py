@@ -160,3 +160,16 @@ def test_learns_single_peak(algo):
         out.state.learner, out.state.iteration)
     per_seed = np.asarray(returns).mean(axis=1)
     assert np.all(per_seed >= 8.0), (algo, per_seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ALGOS)
+def test_runs_on_mamujoco(algo, tmp_path):
+    """A short run of every algorithm on HalfCheetah-2x3 (MJX; minutes of compile each on 2 CPU cores)."""
+    cfg = make_config(algo, tiny_algo_config(algo), env="HalfCheetah-2x3", num_envs=2, iterations=4,
+                      chunk_iterations=2, eval_every=2, eval_episodes=1, warmup_iterations=2, updates_per_iteration=1,
+                      batch_size=16, buffer_size=256, num_seeds=1)
+    res = runner.run(cfg, str(tmp_path / "run"), progress=False)
+    assert res.status == "finished", res.message
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert len(rows) == 4 and all(np.isfinite(float(r[k])) for r in rows for k in r if k.endswith("loss"))
