@@ -73,3 +73,28 @@ def test_runner_stops_on_nan_actions(tmp_path):
         base._REGISTRY.pop("nan_actor")
     assert res.status == "nonfinite"
     assert "non-finite env step" in res.message and "at iteration 1 " in res.message, res.message
+
+
+class _LateNaNActor(MADDPG):
+    """MADDPG whose exploration turns NaN from iteration 5 on."""
+
+    def act(self, ls, obs, state, key, t, iteration, mode=base.EXPLORE):
+        u = super().act(ls, obs, state, key, t, iteration, mode)
+        return jnp.where(iteration >= 5, jnp.nan, u) if mode == base.EXPLORE else u
+
+
+def test_nonfinite_stop_keeps_the_failing_chunks_good_rows(tmp_path):
+    """The rows of the failing chunk before its first non-finite iteration are written (before: lost)."""
+    import csv
+
+    base.register("late_nan_actor", MADDPGConfig, _LateNaNActor)
+    try:
+        cfg = make_config("late_nan_actor", tiny_algo_config("maddpg"), env="climbing", num_envs=4, iterations=40,
+                          eval_every=20, chunk_iterations=20, batch_size=8, buffer_size=256, warmup_iterations=2,
+                          eval_episodes=4, num_seeds=1)
+        res = runner.run(cfg, str(tmp_path / "run"), progress=False)
+    finally:
+        base._REGISTRY.pop("late_nan_actor")
+    assert res.status == "nonfinite" and "at iteration 6 " in res.message, res.message
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert [int(r["iteration"]) for r in csv.DictReader(f)] == [0, 1, 2, 3, 4]
