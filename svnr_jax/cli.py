@@ -229,10 +229,11 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     run_dir = args.run_dir or os.path.join("runs", f"{config.algo}-{config.env}-{time.strftime('%Y%m%d-%H%M%S')}")
     from svnr_jax.runner import run
 
-    print(f"training {config.algo} on {config.env}: {config.num_seeds} seed(s), {config.iterations} iterations "
-          f"-> {run_dir}", file=sys.stderr)
+    start = (f"training {config.algo} on {config.env}: {config.num_seeds} seed(s), {config.iterations} iterations "
+             f"-> {run_dir}")
     try:
-        result = run(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+        result = run(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                     announce=start)
     except ValueError as e:  # e.g. a topology mask of the wrong size for the env, a checkpoint of another layout
         parser.error(str(e))
     except KeyboardInterrupt:  # a second signal: quit at once

@@ -248,6 +248,7 @@ def run(
     max_chunks: int | None = None,
     progress: bool = True,
     handle_signals: bool = True,
+    announce: str | None = None,
 ) -> RunResult:
     """Train ``config.num_seeds`` seeds in chunks, logging and checkpointing each chunk.
 
@@ -262,6 +263,7 @@ def run(
       max_chunks: stop (as if interrupted) after this many chunks in this call — for tests and budgets.
       progress: print a progress line per chunk.
       handle_signals: SIGINT/SIGTERM finish the current chunk, save, and return ``"interrupted"``.
+      announce: a line printed to stderr once the signal handlers are in place (the CLI's start line).
     Returns:
       :class:`RunResult`.
     Raises:
@@ -272,6 +274,8 @@ def run(
 
     stop: dict = {"signal": None}
     with _signals(handle_signals, stop):  # from the start: a signal during set-up or compile is handled too
+        if announce:
+            print(announce, file=sys.stderr, flush=True)
         trainer = make_trainer(config)  # validates the config, builds env + agent before anything is written
         prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
         cfg_path = os.path.join(run_dir, "config.json")

@@ -209,7 +209,7 @@ def test_sigint_while_compiling_exits_cleanly(tmp_path):
 
     proc = _train_process(str(tmp_path / "run"))
     lines = []
-    _wait_for(proc, "training ", lines)  # printed just before the run starts compiling
+    _wait_for(proc, "training ", lines)  # printed once the signals are handled, before set-up and compile
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=240)
     err = "".join(lines) + err
