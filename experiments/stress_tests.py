@@ -300,6 +300,10 @@ def main(argv=None) -> int:
     if args.report:
         with open(os.path.join(args.out, "stress_results.json")) as f:
             stored = json.load(f)["results"]
+        order = [*GAMES, "single_peak"]
+        algos_known = list_algorithms()
+        stored.sort(key=lambda r: (order.index(r["game"]) if r["game"] in order else len(order),
+                                   algos_known.index(r["algo"]) if r["algo"] in algos_known else len(algos_known)))
         print_table(stored)
         print()
         print(markdown_table(stored))
