@@ -184,7 +184,8 @@ def plot_samples(results: list[dict], path: str, out: str, max_seeds: int = 10) 
         for s in range(min(len(samples), max_seeds)):
             u = samples[s][:, :, 0]
             a = lo + 0.5 * (u + 1.0) * (hi - lo)
-            ax.scatter(a[:, 0], a[:, 1], s=3, c=colors[s % len(colors)], edgecolors="none", alpha=0.6)
+            ax.scatter(a[:, 0], a[:, 1], s=8, c=colors[s % len(colors)], edgecolors="black", linewidths=0.2, alpha=0.7,
+                       zorder=5)
         ax.set_title(f"{r['algo']} ({r['test_mode']}): {r['passes']}/{r['seeds']} pass", fontsize=9)
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
