@@ -172,7 +172,7 @@ def test_each_agent_gradient_only_through_its_own_actor(agent):
 
     def per_agent(ap):
         return actor_loss(ap, batch.obs, batch.state, batch.action, actor_apply=agent.actor_apply,
-                          q_fn=lambda s, u: agent.q(ls.critic_params, s, u), action_mask=agent.mask_np,
+                          q_fn=lambda s, u: agent.q(ls.critic_params, s, u), action_mask=agent.action_mask,
                           action_reg=1e-3)[1]["per_agent"]
 
     jac = jax.jit(jax.jacrev(per_agent))(ls.actor_params)  # leaves [N (loss), N (agent), ...]

@@ -147,6 +147,27 @@ class Agent:
             raise ValueError(f"unknown execution mode {mode!r} for {self.name}; allowed: {list(self.modes)}")
 
 
+class DeterministicActorAgent(Agent):
+    """Base of agents that execute deterministic actors (MADDPG, FACMAC, MMQ): mode ``"deterministic"`` runs
+    ``μ(o)``; data collection adds Gaussian noise (:func:`gaussian_exploration`, std ``config.exploration_noise``).
+    Subclasses define ``actor_apply(actor_params, obs [N, O]) -> (u [N, A], pre-tanh [N, A])`` and keep their
+    actors in ``ls.actor_params``."""
+
+    modes = ("deterministic",)
+    eval_modes = ("deterministic",)
+    test_mode = "deterministic"
+
+    def act(self, ls: Any, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
+            mode: str = EXPLORE) -> Array:
+        """Joint action ``[N, A]``: ``μ(o)``, or in :data:`EXPLORE` ``μ(o) + N(0, σ²)`` (step noise from
+        ``fold_in(key, t)``) clipped to ``[-1, 1]``; padded entries 0."""
+        self.check_mode(mode)
+        u, _ = self.actor_apply(ls.actor_params, obs)
+        if mode != EXPLORE:
+            return u
+        return gaussian_exploration(u, key, t, self.config.exploration_noise, self.action_mask)
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -254,6 +275,6 @@ def make_agent(name: str, spec: EnvSpec, config: AlgoConfig, total_iterations: i
     return agent_cls(spec, config, total_iterations)
 
 
-__all__ = ["EXPLORE", "SCHEDULES", "AlgoConfig", "Agent", "adam", "bad_value", "gaussian_exploration", "get_algorithm",
-           "gradient_step", "is_int", "is_num", "list_algorithms", "make_agent", "per_agent", "register",
-           "temperature_schedule"]
+__all__ = ["EXPLORE", "SCHEDULES", "AlgoConfig", "Agent", "DeterministicActorAgent", "adam", "bad_value",
+           "gaussian_exploration", "get_algorithm", "gradient_step", "is_int", "is_num", "list_algorithms",
+           "make_agent", "per_agent", "register", "temperature_schedule"]

@@ -34,15 +34,12 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from svnr_jax.algorithms.base import (
-    EXPLORE,
-    Agent,
     AlgoConfig,
-    gaussian_exploration,
+    DeterministicActorAgent,
     gradient_step,
     is_int,
     is_num,
@@ -156,7 +153,7 @@ def actor_loss(actor_params, obs: Array, state: Array, *, actor_apply: Callable,
 # ------------------------------------------------------------------------------------------ agent
 
 
-class FACMAC(Agent):
+class FACMAC(DeterministicActorAgent):
     """FACMAC for one env spec (see the module docstring); deterministic execution.
 
     Args:
@@ -164,15 +161,10 @@ class FACMAC(Agent):
       config: :class:`FACMACConfig`. total_iterations: unused (no schedules).
     """
 
-    modes = ("deterministic",)
-    eval_modes = ("deterministic",)
-    test_mode = "deterministic"
-
     def __init__(self, spec: EnvSpec, config: FACMACConfig, total_iterations: int = 1):
         super().__init__(spec, config, total_iterations)
         c = config
         self.n, self.a = spec.num_agents, spec.action_dim
-        self.mask_np = np.asarray(spec.action_mask, np.float32)
         self.actor_module = MLP(tuple(c.actor_hidden), self.a)
         self.critic_module = MLP(tuple(c.critic_hidden), 1)
         self.mixer = make_mixer(self.n, spec.state_size, embed_dim=c.mixing_embed, hypernet_embed=c.hypernet_embed,
@@ -197,7 +189,7 @@ class FACMAC(Agent):
     def actor_apply(self, actor_params, obs: Array) -> tuple[Array, Array]:
         """All agents' actions ``[N, A]`` (tanh, padded entries 0) and pre-tanh outputs from ``obs [N, O]``."""
         pre = jax.vmap(self.actor_module.apply)(self._per_agent(actor_params), obs)
-        return jnp.tanh(pre) * self.mask_np, pre
+        return jnp.tanh(pre) * self.action_mask, pre
 
     def agent_qs(self, critic_params, obs: Array, u: Array) -> Array:
         """Per-agent ``Q_i(o_i, u_i)`` ``[N]`` from ``obs [N, O]`` and ``u [N, A]``."""
@@ -243,7 +235,7 @@ class FACMAC(Agent):
         """:func:`actor_loss` with this agent's actors and mixed critic on ``batch`` (``batch.action`` unused)."""
         critic_params = jax.lax.stop_gradient(critic_params)
         return actor_loss(actor_params, batch.obs, batch.state, actor_apply=self.actor_apply,
-                          q_tot_fn=lambda o, s, u: self.q_tot(critic_params, o, s, u), action_mask=self.mask_np,
+                          q_tot_fn=lambda o, s, u: self.q_tot(critic_params, o, s, u), action_mask=self.action_mask,
                           action_reg=self.config.action_reg)
 
     def update(self, ls: FACMACState, batch: Transition, key: PRNGKey, iteration: Array) -> tuple[FACMACState, dict]:
@@ -270,16 +262,6 @@ class FACMAC(Agent):
         return ls.replace(target_critic_params=t_critic, updates=ls.updates + 1), aux
 
     # ----------------------------------------------------------------------------------- execution
-
-    def act(self, ls: FACMACState, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
-            mode: str = EXPLORE) -> Array:
-        """Joint action ``[N, A]``: ``μ(o)`` (deterministic) or, in :data:`EXPLORE`, ``μ(o) + N(0, σ²)`` with the
-        step noise drawn from ``fold_in(key, t)``, clipped to ``[-1, 1]``; padded entries 0."""
-        self.check_mode(mode)
-        u, _ = self.actor_apply(ls.actor_params, obs)
-        if mode != EXPLORE:
-            return u
-        return gaussian_exploration(u, key, t, self.config.exploration_noise, self.mask_np)
 
 
 register("facmac", FACMACConfig, FACMAC)

@@ -16,15 +16,12 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
 from svnr_jax.algorithms.base import (
-    EXPLORE,
-    Agent,
     AlgoConfig,
-    gaussian_exploration,
+    DeterministicActorAgent,
     gradient_step,
     is_num,
     per_agent,
@@ -120,7 +117,7 @@ def actor_loss(actor_params, obs: Array, state: Array, action: Array, *, actor_a
     return per.sum(), {"per_agent": per, "q": q, "reg": reg}
 
 
-class MADDPG(Agent):
+class MADDPG(DeterministicActorAgent):
     """MADDPG for one env spec (see the module docstring); deterministic execution.
 
     Args:
@@ -128,15 +125,10 @@ class MADDPG(Agent):
       config: :class:`MADDPGConfig`. total_iterations: unused (no schedules).
     """
 
-    modes = ("deterministic",)
-    eval_modes = ("deterministic",)
-    test_mode = "deterministic"
-
     def __init__(self, spec: EnvSpec, config: MADDPGConfig, total_iterations: int = 1):
         super().__init__(spec, config, total_iterations)
         c = config
         n, a = spec.num_agents, spec.action_dim
-        self.mask_np = np.asarray(spec.action_mask, np.float32)
         self.actor_module = MLP(tuple(c.actor_hidden), a)
         self.critic = make_critic(spec.state_size, n, a, hidden=c.critic_hidden)
 
@@ -152,7 +144,7 @@ class MADDPG(Agent):
     def actor_apply(self, actor_params, obs: Array) -> tuple[Array, Array]:
         """All agents' actions ``[N, A]`` (tanh, padded entries 0) and pre-tanh outputs from ``obs [N, O]``."""
         pre = jax.vmap(self.actor_module.apply)(actor_params, obs)
-        return jnp.tanh(pre) * self.mask_np, pre
+        return jnp.tanh(pre) * self.action_mask, pre
 
     def q(self, critic_params, state: Array, u: Array) -> Array:
         """``Q(s, u)`` ``[]`` for one state ``[S]`` and joint action ``[N, A]``."""
@@ -196,7 +188,7 @@ class MADDPG(Agent):
 
         def loss(ap):
             total, aux = actor_loss(ap, batch.obs, batch.state, batch.action, actor_apply=self.actor_apply,
-                                    q_fn=lambda s, u: self.q(critic_params, s, u), action_mask=self.mask_np,
+                                    q_fn=lambda s, u: self.q(critic_params, s, u), action_mask=self.action_mask,
                                     action_reg=c.action_reg)
             return total, aux
 
@@ -217,16 +209,6 @@ class MADDPG(Agent):
         return ls.replace(target_critic_params=t_critic, updates=ls.updates + 1), aux
 
     # ----------------------------------------------------------------------------------- execution
-
-    def act(self, ls: MADDPGState, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
-            mode: str = EXPLORE) -> Array:
-        """Joint action ``[N, A]``: ``μ(o)`` (deterministic) or, in :data:`EXPLORE`, ``μ(o) + N(0, σ²)`` with the
-        step noise drawn from ``fold_in(key, t)``, clipped to ``[-1, 1]``; padded entries 0."""
-        self.check_mode(mode)
-        u, _ = self.actor_apply(ls.actor_params, obs)
-        if mode != EXPLORE:
-            return u
-        return gaussian_exploration(u, key, t, self.config.exploration_noise, self.mask_np)
 
 
 register("maddpg", MADDPGConfig, MADDPG)

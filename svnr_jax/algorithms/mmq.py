@@ -40,10 +40,8 @@ import optax
 from flax import struct
 
 from svnr_jax.algorithms.base import (
-    EXPLORE,
-    Agent,
     AlgoConfig,
-    gaussian_exploration,
+    DeterministicActorAgent,
     gradient_step,
     is_num,
     per_agent,
@@ -174,7 +172,7 @@ def optimistic_target(reward: Array, terminal: Array, values: Array, gamma: floa
 # ------------------------------------------------------------------------------------------ agent
 
 
-class MMQ(Agent):
+class MMQ(DeterministicActorAgent):
     """MMQ for one env spec (see the module docstring); deterministic execution.
 
     Args:
@@ -182,15 +180,10 @@ class MMQ(Agent):
       config: :class:`MMQConfig`. total_iterations: unused (no schedules).
     """
 
-    modes = ("deterministic",)
-    eval_modes = ("deterministic",)
-    test_mode = "deterministic"
-
     def __init__(self, spec: EnvSpec, config: MMQConfig, total_iterations: int = 1):
         super().__init__(spec, config, total_iterations)
         c = config
         o, a = spec.obs_dim, spec.action_dim
-        self.mask_np = np.asarray(spec.action_mask, np.float32)  # [N, A]
         self.obs_mask_np = np.asarray(spec.obs_mask, np.float32)  # [N, O]
         self.actor_module = MLP(tuple(c.actor_hidden), a)
         self.critic_module = MLP(tuple(c.critic_hidden), 1)
@@ -223,7 +216,7 @@ class MMQ(Agent):
 
     def actor_apply(self, actor_params, obs: Array) -> tuple[Array, Array]:
         """All agents' actions and pre-tanh outputs ``[N, A]`` from ``obs [N, O]``."""
-        return jax.vmap(self.actor_one)(actor_params, obs, self.mask_np)
+        return jax.vmap(self.actor_one)(actor_params, obs, self.action_mask)
 
     def q(self, critic_params, obs: Array, u: Array) -> Array:
         """Every agent's ``Q_i(o_i, u_i)`` ``[N]`` from ``obs [N, O]`` and ``u [N, A]``."""
@@ -252,7 +245,7 @@ class MMQ(Agent):
         per_agent_fn = jax.vmap(one)  # over agents: x [N, O]
         over_k = jax.vmap(per_agent_fn, (None, None, 1, None), 1)  # x [N, K, O] -> [N, K]
         over_b = jax.vmap(over_k, (None, None, 0, None))  # [B, N, K, O] -> [B, N, K]
-        return over_b(ls.target_actor_params, ls.target_critic_params, cand, self.mask_np)
+        return over_b(ls.target_actor_params, ls.target_critic_params, cand, self.action_mask)
 
     def target(self, ls: MMQState, batch: Transition, key: PRNGKey) -> tuple[Array, dict]:
         """Optimistic critic targets ``[B, N]`` ``y_i = r_s·r + γ(1−d) max_k Q̄_i(o'_k, μ̄_i(o'_k))`` and diagnostics."""
@@ -289,7 +282,7 @@ class MMQ(Agent):
         """Σ_i [−mean_b Q_i(o_i, μ_i(o_i)) + action_reg · mean_{b, real a} pre²]."""
         u, pre = jax.vmap(self.actor_apply, (None, 0))(actor_params, obs)  # [B, N, A]
         q = jax.vmap(self.q, (None, 0, 0))(critic_params, obs, u)  # [B, N]
-        reg = (pre**2 * self.mask_np).sum(axis=(0, 2)) / (pre.shape[0] * np.maximum(self.mask_np.sum(-1), 1.0))
+        reg = (pre**2 * self.action_mask).sum(axis=(0, 2)) / (pre.shape[0] * np.maximum(self.action_mask.sum(-1), 1.0))
         per = -q.mean(axis=0) + self.config.action_reg * reg
         return per.sum(), {"policy_loss": per.mean(), "policy_q": q.mean(), "action_reg_term": reg.mean()}
 
@@ -335,16 +328,6 @@ class MMQ(Agent):
         return ls.replace(updates=ls.updates + 1), aux
 
     # ----------------------------------------------------------------------------------- execution
-
-    def act(self, ls: MMQState, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
-            mode: str = EXPLORE) -> Array:
-        """Joint action ``[N, A]``: each agent's ``μ_i(o_i)`` (deterministic) or, in :data:`EXPLORE`, ``μ_i(o_i) +
-        N(0, σ²)`` with the step noise drawn from ``fold_in(key, t)``, clipped to ``[-1, 1]``; padded entries 0."""
-        self.check_mode(mode)
-        u, _ = self.actor_apply(ls.actor_params, obs)
-        if mode != EXPLORE:
-            return u
-        return gaussian_exploration(u, key, t, self.config.exploration_noise, self.mask_np)
 
 
 register("mmq", MMQConfig, MMQ)
