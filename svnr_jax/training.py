@@ -139,7 +139,7 @@ def _scan_updates(setup: Setup, ts: TrainState, key: PRNGKey, update_fn: Callabl
     def one(carry, _):
         learner, k = carry
         k, k_sample, k_update = jax.random.split(k, 3)
-        batch = replay.sample(ts.buffer, k_sample, setup.config.batch_size)
+        batch = setup.agent.sample_batch(ts.buffer, k_sample, setup.config.batch_size)
         learner, metrics = update_fn(learner, batch, k_update)
         return (learner, k), metrics
 

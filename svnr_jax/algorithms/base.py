@@ -17,6 +17,8 @@ static configuration, closed over by the jitted loop):
   :class:`~svnr_jax.replay.Transition` batch (leading ``[B]``); ``metrics`` a dict of ``[]`` scalars with
   the same keys at every call. Keys ending in ``loss`` are watched by the runner (a non-finite value
   stops the run).
+* ``sample_batch(buffer, key, batch_size)``: what ``update`` and ``pretrain`` get from the replay buffer
+  (default: uniform transitions).
 * ``pretrain(ls, batch, key) -> (ls, metrics)`` (optional, ``None`` if absent): one critic-only update,
   used ``TrainConfig.critic_warmup_updates`` times on the uniform warm-up data before learning starts.
 * ``modes``: execution modes ``act`` accepts; ``eval_modes``: the subset evaluated inside the training
@@ -140,6 +142,13 @@ class Agent:
 
     def update(self, ls: Any, batch: Any, key: PRNGKey, iteration: Array) -> tuple[Any, dict]:
         raise NotImplementedError
+
+    def sample_batch(self, buffer: Any, key: PRNGKey, batch_size: int) -> Any:
+        """The batch one ``update`` receives, drawn from the replay buffer (default: ``batch_size`` uniform
+        transitions; an algorithm that learns from n-step returns overrides this)."""
+        from svnr_jax import replay
+
+        return replay.sample(buffer, key, batch_size)
 
     def check_mode(self, mode: str) -> None:
         """``ValueError`` naming the allowed modes unless ``mode`` is one of them (or :data:`EXPLORE`)."""
