@@ -33,17 +33,19 @@ class TrainConfig:
     env_config: tuple[tuple[str, Any], ...] = ()
     """Env config overrides as (key, value) pairs, e.g. (("num_agents", 3),)."""
     num_envs: int = 16
-    """B: parallel envs; each iteration collects B env steps."""
+    """B: parallel envs; each iteration collects B env steps (on-policy algorithms: T·B, T their rollout length)."""
     iterations: int = 400
-    """Training iterations after warm-up (each: collect B steps, then U gradient updates)."""
+    """Training iterations after warm-up (off-policy: collect B steps, then U gradient updates; on-policy: a
+    rollout of T steps of the B envs, then one update on it)."""
     updates_per_iteration: int = 1
-    """U: gradient updates per iteration."""
+    """U: gradient updates per iteration (off-policy only; on-policy algorithms ignore it)."""
     batch_size: int = 64
-    """Transitions per gradient update."""
+    """Transitions per gradient update (off-policy only; on-policy algorithms ignore it)."""
     buffer_size: int = 100_000
-    """Replay capacity in transitions (device memory)."""
+    """Replay capacity in transitions, device memory (off-policy only; on-policy algorithms ignore it)."""
     warmup_iterations: int = 8
-    """Iterations of uniformly random actions that fill the buffer before learning."""
+    """Iterations of uniformly random actions that fill the buffer before learning (off-policy only; on-policy
+    algorithms ignore it: no warm-up)."""
     critic_warmup_updates: int = 0
     """[ours] Critic-only gradient updates on the warm-up data before the policy starts learning."""
     eval_every: int = 50
@@ -56,7 +58,7 @@ class TrainConfig:
     """Checkpoints kept in the run folder (the newest; an older one is the fallback when the newest is damaged)."""
     checkpoint_buffer: bool = True
     """Store the replay buffer in checkpoints (exact resume). false: much smaller checkpoints, but a resume restarts
-    the buffer from the uniform warm-up data (not exact)."""
+    the buffer from the uniform warm-up data (not exact). On-policy algorithms have no buffer (ignored)."""
     seed: int = 0
     """Base seed; seed s of a sweep uses fold_in(key(seed), s)."""
     num_seeds: int = 1
@@ -129,11 +131,15 @@ def validate(config: TrainConfig) -> TrainConfig:
         bad("chunk_iterations", c.chunk_iterations, f"a multiple of eval_every={c.eval_every}")
     if c.iterations % c.chunk_iterations:
         bad("iterations", c.iterations, f"a multiple of chunk_iterations={c.chunk_iterations}")
-    if c.buffer_size < c.num_envs:
+    # on-policy algorithms have no replay buffer and no warm-up: the replay fields are ignored (documented above)
+    if not agent_cls.on_policy and c.buffer_size < c.num_envs:
         bad("buffer_size", c.buffer_size, f"at least num_envs={c.num_envs}")
-    if c.warmup_iterations * c.num_envs < 1:
+    if not agent_cls.on_policy and c.warmup_iterations * c.num_envs < 1:
         bad("warmup_iterations", c.warmup_iterations, "at least 1 (the buffer must hold data before the first update)")
     c.algo_config.check()
+    stride = getattr(c.algo_config, "replay_stride", 0)  # an algorithm reading the buffer's layout (HASAC n-step)
+    if stride and stride != c.num_envs:
+        bad("algo_config.replay_stride", stride, f"0 or the run's num_envs={c.num_envs} (presets.preset sets it)")
     return config
 
 

@@ -168,9 +168,100 @@ ALGO_PRESETS.update({("pr2", task): dict(
     tau=0.005, gamma=0.99, num_particles=32, value_samples=16, reward_scale=MAMUJOCO_REWARD_SCALE[task.split("-")[0]],
     alpha_schedule="exponential", alpha_init=1.0, alpha_min=0.1, alpha_anneal_fraction=0.5) for task in MAMUJOCO_TASKS})
 
+# ----------------------------------------------------------------------------------- HASAC
+# Class defaults: HARL's tuned HalfCheetah-2x3 values (PKU-MARL/HARL tuned_configs/mamujoco/HalfCheetah-v2-2x3/hasac/
+# config.json: 256-256, lr 1e-3, critic lr 1e-3, automatic α from 1 with α lr 3e-4, target entropy −dim A_i, γ 0.99,
+# polyak 0.005). The per-task HARL values below: n_step, fixed or automatic α, learning rates; batch size (1000, Ant-2x4
+# 2200) and update frequency (50 updates per 1000 env steps) are run fields: HASAC runs the env's shared budget, as
+# every algorithm. replay_stride (the n-step layout) is set from the run's num_envs by preset(). One-step games
+# [ours: nothing published]: γ 0, n_step 1 and 100-100 networks (the width of the other algorithms' game presets).
+# Particle Gather: HARL's tuned simple_spread_v2-continuous (pettingzoo_mpe: n_step 20, lr 5e-4, critic lr 5e-4,
+# automatic α) with our env's γ 0.95 [ours, as every algorithm].
+ALGO_PRESETS.update({("hasac", env): dict(gamma=0.0, n_step=1, actor_hidden=(100, 100), critic_hidden=(100, 100))
+                     for env in _SVNR_GAMES if env != "particle_gather"})
+ALGO_PRESETS[("hasac", "particle_gather")] = dict(gamma=0.95, n_step=20, actor_lr=5e-4, critic_lr=5e-4)
+_HASAC_HC = dict(n_step=10)  # HalfCheetah-v2-2x3 and -6x1 (identical tuned values)
+_HASAC_ANT = dict(n_step=5, auto_alpha=False, alpha=0.2, actor_lr=1e-3, critic_lr=3e-4)  # Ant-v2-2x4 and -4x2
+_HASAC_WALKER = dict(n_step=20, auto_alpha=False, alpha=0.2, actor_lr=5e-4, critic_lr=1e-3)  # Walker2d-v2-2x3, -6x1
+_HASAC_MAMUJOCO = {
+    "HalfCheetah-2x3": _HASAC_HC, "HalfCheetah-6x1": _HASAC_HC, "Ant-2x4": _HASAC_ANT, "Ant-4x2": _HASAC_ANT,
+    "Walker2d-2x3": _HASAC_WALKER,
+    # no HARL HASAC config for these [ours: the nearest tuned task]: Hopper (the other 2-D walker with early
+    # termination) as Walker2d-2x3; CoupledHalfCheetah as HalfCheetah-2x3; Swimmer as manyagent_swimmer-10x2 and
+    # Humanoid as HumanoidStandup-17x1 (both: n_step 10, automatic α, lr 1e-3 = the class defaults)
+    "Hopper-3x1": _HASAC_WALKER, "CoupledHalfCheetah-1p1": _HASAC_HC, "Swimmer-2x1": dict(n_step=10),
+    "Humanoid-9|8": dict(n_step=10),
+}
+ALGO_PRESETS.update({("hasac", task): dict(_HASAC_MAMUJOCO[task]) for task in MAMUJOCO_TASKS})
+
+# ----------------------------------------------------------------------------------- MAPPO (on-policy)
+# Class defaults: HARL's tuned HalfCheetah-2x3 MAPPO (PKU-MARL/HARL tuned_configs/mamujoco/HalfCheetah-v2-2x3/mappo/
+# config.json: clip 0.05, 15 actor and critic epochs, 1 minibatch, entropy 0.01, lr and critic lr 5e-4, 128-128-128,
+# γ 0.99, λ 0.95, Huber δ 10, grad clip 10, ValueNorm). preset() converts the env's shared budget into rollouts
+# (presets.on_policy_run): MAPPO gets the same env steps and evaluation points as every algorithm.
+# Rollout length [ours]: HARL collects episode_length 200 steps (Humanoid 100) of 20 envs per update; ours is 125 steps
+# of the shared 16 envs, which divides the MaMuJoCo budget (125k iterations, evaluation and chunk every 5000) and the
+# experiments' CPU budget (evaluation every 10k env steps) into whole rollouts. Per task, HARL's tuned values; tasks
+# without a HARL MAPPO config take the nearest tuned task [ours]: HalfCheetah-6x1 and CoupledHalfCheetah as
+# HalfCheetah-2x3, Ant-2x4 as Ant-4x2, Humanoid-9|8 as Humanoid-17x1, Swimmer-2x1 HARL's mappo.yaml defaults
+# (clip 0.2, 5 epochs, 128-128).
+_MAPPO_MAMUJOCO_HARL = {
+    "HalfCheetah-2x3": {},  # = the class defaults
+    "Hopper-3x1": dict(clip=0.05, ppo_epochs=10, critic_epochs=10, entropy_coef=0.0, linear_lr_decay=True),
+    "Walker2d-2x3": dict(clip=0.05, ppo_epochs=5, critic_epochs=5, actor_minibatches=2, critic_minibatches=2,
+                         entropy_coef=0.0, actor_lr=1e-3, critic_lr=1e-3, linear_lr_decay=True),
+    "Ant-4x2": dict(clip=0.1, ppo_epochs=5, critic_epochs=5, entropy_coef=0.0),
+    "Humanoid-17x1": dict(clip=0.1, ppo_epochs=5, critic_epochs=5, entropy_coef=0.0, linear_lr_decay=True),
+    "default": dict(clip=0.2, ppo_epochs=5, critic_epochs=5, actor_hidden=(128, 128), critic_hidden=(128, 128)),
+}
+_MAPPO_NEAREST = {"HalfCheetah-6x1": "HalfCheetah-2x3", "CoupledHalfCheetah-1p1": "HalfCheetah-2x3",
+                  "Ant-2x4": "Ant-4x2", "Humanoid-9|8": "Humanoid-17x1", "Swimmer-2x1": "default"}
+ALGO_PRESETS.update({("mappo", task): dict(_MAPPO_MAMUJOCO_HARL[_MAPPO_NEAREST.get(task, task)])
+                     for task in MAMUJOCO_TASKS})
+# One-step games [ours: nothing published]: HARL's continuous MPE MAPPO values (tuned_configs/pettingzoo_mpe/
+# simple_spread_v2-continuous/mappo/config.json: clip 0.2, 5 epochs, 1 minibatch, entropy 0.01, lr 5e-4, 128-128)
+# with γ 0 and a rollout of 1 step of the 16 envs (16 one-step episodes per update; the games' budgets are then the
+# other algorithms' iterations unchanged). Particle Gather: the same MPE values with our env's γ 0.95 (as every
+# algorithm) and a rollout of one 25-step episode of the 8 envs [ours] (HARL: 200 steps of 20 envs).
+_MAPPO_MPE = dict(clip=0.2, ppo_epochs=5, critic_epochs=5, entropy_coef=0.01, actor_lr=5e-4, critic_lr=5e-4,
+                  actor_hidden=(128, 128), critic_hidden=(128, 128))
+ALGO_PRESETS.update({("mappo", env): dict(_MAPPO_MPE, gamma=0.0, rollout_length=1)
+                     for env in _SVNR_GAMES if env != "particle_gather"})
+ALGO_PRESETS[("mappo", "particle_gather")] = dict(_MAPPO_MPE, gamma=0.95, rollout_length=25)
+
+
+#: Run fields that only off-policy algorithms use (on-policy presets drop them; the warm-up becomes 0).
+OFF_POLICY_FIELDS = ("buffer_size", "batch_size", "updates_per_iteration", "warmup_iterations", "critic_warmup_updates",
+                     "checkpoint_buffer")
+#: Run fields counted in iterations: an on-policy preset divides them by the rollout length T.
+ITERATION_FIELDS = ("iterations", "eval_every", "chunk_iterations")
+
+
+def on_policy_run(run: dict[str, Any], rollout_length: int, env: str = "?") -> dict[str, Any]:
+    """An env's run preset (in off-policy iterations of ``num_envs`` env steps) for an on-policy algorithm whose
+    iteration is a rollout of ``rollout_length`` (T) steps of the same ``num_envs`` envs: ``iterations``,
+    ``eval_every`` and ``chunk_iterations`` divided by T (the same env steps and evaluation points in env steps as
+    every other algorithm), the off-policy fields dropped and no warm-up.
+
+    Raises:
+      ValueError: T does not divide one of them (the message names the field).
+    """
+    out = {k: v for k, v in run.items() if k not in OFF_POLICY_FIELDS}
+    for k in ITERATION_FIELDS:
+        if k in out:
+            if out[k] % rollout_length:
+                raise ValueError(f"the {env} run preset's {k}={out[k]} (iterations of num_envs env steps) is not a "
+                                 f"multiple of the on-policy rollout length rollout_length={rollout_length}; choose a "
+                                 "rollout length that divides it")
+            out[k] //= rollout_length
+    return {**out, "warmup_iterations": 0}
+
 
 def preset(name: str, algo: str = "svnr", algo_config: dict[str, Any] | None = None, **overrides: Any):
     """The preset :class:`~svnr_jax.config.TrainConfig` of (``algo``, ``name``), with overrides.
+
+    On-policy algorithms get the env's budget converted by :func:`on_policy_run` (iteration counts divided by
+    their rollout length, replay fields dropped); ``overrides`` are taken as given (in the algorithm's iterations).
 
     Args:
       name: the env whose preset is used (envs without a preset get the dataclass defaults); the run's env too,
@@ -182,7 +273,7 @@ def preset(name: str, algo: str = "svnr", algo_config: dict[str, Any] | None = N
       ValueError: unknown env, algorithm or field, or a bad value (named in the message).
     """
     from svnr_jax.algorithms.base import get_algorithm
-    from svnr_jax.config import make_config
+    from svnr_jax.config import make_algo_config, make_config
 
     _, agent_cls = get_algorithm(algo)
     run = dict(RUN_PRESETS.get(name, {}))
@@ -191,6 +282,16 @@ def preset(name: str, algo: str = "svnr", algo_config: dict[str, Any] | None = N
     if "env" in overrides:  # another env: the preset's env config belongs to the preset's env
         run.pop("env_config", None)
     algo_fields = {**ALGO_PRESETS.get((algo, name), {}), **(algo_config or {})}
+    if "replay_stride" in get_algorithm(algo)[0].__dataclass_fields__ and "replay_stride" not in (algo_config or {}):
+        # an algorithm that reads the buffer's layout (HASAC's n-step returns) gets the run's num_envs: an env's next
+        # transition is num_envs entries later (config.validate checks that the two agree)
+        from svnr_jax.config import TrainConfig
+
+        algo_fields["replay_stride"] = overrides.get("num_envs", run.get("num_envs", TrainConfig.num_envs))
+    if agent_cls.on_policy:
+        algo_cfg = make_algo_config(algo, algo_fields)
+        algo_cfg.check()  # a bad rollout length is named before it divides anything
+        run = on_policy_run(run, agent_cls.rollout_length_of(algo_cfg), name)
     return make_config(algo, algo_fields, **{"env": name, **run, **overrides})
 
 
@@ -199,4 +300,5 @@ def has_preset(env: str, algo: str) -> bool:
     return (algo, env) in ALGO_PRESETS
 
 
-__all__ = ["ALGO_PRESETS", "MAMUJOCO_REWARD_SCALE", "MAMUJOCO_TASKS", "RUN_PRESETS", "has_preset", "preset"]
+__all__ = ["ALGO_PRESETS", "ITERATION_FIELDS", "MAMUJOCO_REWARD_SCALE", "MAMUJOCO_TASKS", "OFF_POLICY_FIELDS",
+           "RUN_PRESETS", "has_preset", "on_policy_run", "preset"]

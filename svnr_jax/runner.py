@@ -28,7 +28,7 @@ import numpy as np
 
 from svnr_jax import acting, checkpoint
 from svnr_jax.config import TrainConfig, save_json
-from svnr_jax.training import Trainer, TrainState, make_trainer, seed_keys
+from svnr_jax.training import Trainer, TrainState, env_steps_per_iteration, make_trainer, seed_keys
 
 
 def _complete_lines(path: str) -> list[str]:
@@ -304,7 +304,8 @@ def run(
             state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
         if progress:
             total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
-            note = (f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
+            note = ("no replay buffer: on-policy" if state.buffer is None else
+                    f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
                     "resume is not exact" if config.checkpoint_buffer else
                     "without the replay buffer: a resume is not exact")
             print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
@@ -362,7 +363,8 @@ def run(
                 # resume cuts back (never a checkpoint whose rows are missing)
                 writer.write(k * config.chunk_iterations, metrics, evals)
                 checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
-                rate = config.chunk_iterations * config.num_envs * config.num_seeds / (time.time() - t0)
+                steps = config.chunk_iterations * env_steps_per_iteration(config) * config.num_seeds
+                rate = steps / (time.time() - t0)
                 ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
                 bar.update(done * config.chunk_iterations,
                            f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))

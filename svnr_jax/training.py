@@ -1,12 +1,26 @@
-"""The off-policy training loop, for any registered algorithm: one ``lax.scan`` over iterations,
-evaluation inside the scan, seed sweeps by ``vmap``.
+"""The training loop, for any registered algorithm (off-policy or on-policy): one ``lax.scan`` over
+iterations, evaluation inside the scan, seed sweeps by ``vmap``.
 
 ``make_train(config)`` does the Python-side setup (env, agent of ``config.algo``, sizes; all static) and
 returns a pure ``train(key) -> TrainOutput``. Inside: ``init`` (parameters, envs, buffer filled by uniform
 warm-up, optional critic warm-up), then a scan over evaluation periods; a period is a scan of E iterations
-of :func:`train_step` (= :func:`collect` B env steps + :func:`update` U gradient updates) followed by
-:func:`evaluate` (no ``lax.cond``: under ``vmap`` a batched predicate would run both branches every
-iteration). The loop knows only the agent contract of :mod:`svnr_jax.algorithms.base`.
+of :func:`train_step` followed by :func:`evaluate` (no ``lax.cond``: under ``vmap`` a batched predicate
+would run both branches every iteration). The loop knows only the agent contract of
+:mod:`svnr_jax.algorithms.base`.
+
+One iteration of :func:`train_step`:
+
+* off-policy agents: :func:`collect` (one step of the B envs into the replay buffer) then :func:`update`
+  (U gradient updates on sampled batches);
+* on-policy agents (``agent.on_policy``): :func:`rollout` (a scan of T = ``agent.rollout_length`` steps of
+  the B envs, the same per-step code as :func:`collect`, giving a :class:`Trajectory` ``[T, B]``) then ONE
+  ``agent.update(learner, trajectory, key, iteration)``. No buffer (``TrainState.buffer`` is ``None``), no
+  uniform warm-up: the replay fields of the config (``buffer_size``, ``batch_size``,
+  ``updates_per_iteration``, ``warmup_iterations``, ``checkpoint_buffer``) are ignored.
+
+An iteration is :func:`env_steps_per_iteration` env steps (B off-policy, T·B on-policy); ``iterations``,
+``eval_every`` and ``chunk_iterations`` count iterations (:func:`svnr_jax.presets.preset` converts the shared
+budgets for on-policy agents).
 
 Seed sweeps::
 
@@ -30,7 +44,7 @@ import numpy as np
 from flax import struct
 
 from svnr_jax import acting, replay
-from svnr_jax.algorithms.base import EXPLORE, Agent, make_agent
+from svnr_jax.algorithms.base import Agent, get_algorithm, make_agent
 from svnr_jax.config import TrainConfig, validate
 from svnr_jax.envs import make
 from svnr_jax.envs.base import Env, State
@@ -45,7 +59,7 @@ class TrainState:
 
     Attributes:
       learner: the agent's learner state (parameters, optimiser states).
-      buffer: replay buffer of :class:`~svnr_jax.replay.Transition`.
+      buffer: replay buffer of :class:`~svnr_jax.replay.Transition` (``None`` for on-policy agents).
       env_state: batched env state (leading ``[B]``).
       key: PRNG key of the run.
       iteration: ``[]`` int32 training iterations done (warm-up excluded).
@@ -53,7 +67,7 @@ class TrainState:
     """
 
     learner: Any
-    buffer: replay.BufferState
+    buffer: replay.BufferState | None
     env_state: State
     key: PRNGKey
     iteration: Array
@@ -76,6 +90,32 @@ class TrainOutput(NamedTuple):
     eval: dict
 
 
+class Trajectory(NamedTuple):
+    """What an on-policy agent's ``update`` receives: T steps of the B training envs, every field with a leading
+    ``[T, B]`` (step t of env b), the fields of :class:`~svnr_jax.replay.Transition` plus:
+
+    Attributes:
+      obs ``[T, B, N, O]``, state ``[T, B, S]``, action ``[T, B, N, A]`` (executed, in ``[-1, 1]``), reward
+      ``[T, B]``: as in a Transition.
+      next_obs ``[T, B, N, O]``, next_state ``[T, B, S]``: the state the step reached, also when the episode ended
+        there (the env's final obs/state, before the automatic reset): bootstrap through truncations from it.
+      terminal: ``[T, B]`` float, 1 = the step reached a terminal state (no bootstrap).
+      done: ``[T, B]`` float, 1 = the episode ended at this step (terminated OR truncated): step t + 1 of env b
+        starts a new episode, so returns and GAE must not run across it.
+      extras: the agent's per-step pytree from ``explore_act`` (leading ``[T, B]``; ``()`` if none).
+    """
+
+    obs: Array
+    state: Array
+    action: Array
+    reward: Array
+    next_obs: Array
+    next_state: Array
+    terminal: Array
+    done: Array
+    extras: Any
+
+
 class Setup(NamedTuple):
     """Static pieces built from a config (closed over by the jitted functions)."""
 
@@ -96,40 +136,80 @@ def build(config: TrainConfig) -> Setup:
 # ------------------------------------------------------------------------------------ the pieces
 
 
-def collect(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False) -> tuple[TrainState, dict]:
-    """One step of each of the B envs with the agent's exploration actions (``mode="explore"``; uniform
-    actions when ``random``), transitions added to the buffer.
+def env_step(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False
+             ) -> tuple[TrainState, Trajectory, dict]:
+    """One step of each of the B envs with the agent's exploration actions (``explore_act``, i.e.
+    ``act(..., mode="explore")``; uniform actions when ``random``): the per-step code shared by :func:`collect`
+    (off-policy) and :func:`rollout` (on-policy). Nothing is stored.
 
     Returns:
-      ``(ts, {"train_return": [], "train_episodes": [], "nonfinite_steps": []})`` — mean return of episodes that
-      ended this step, and the number of env steps with a non-finite reward, observation or state.
+      ``(ts, step [B] (a Trajectory without the T axis), sums)`` with ``sums`` = ``{"return_sum": [],
+      "train_episodes": [], "nonfinite_steps": []}``: the summed return and the number of episodes that ended
+      this step, and the number of env steps with a non-finite reward, observation or state.
     """
     agent, env, b = setup.agent, setup.env, setup.config.num_envs
     es = ts.env_state
     k_act, k_env = jax.random.split(key)
     if random:
         actions = jax.random.uniform(k_act, (b, *agent.action_mask.shape), minval=-1.0, maxval=1.0)
-        actions = actions * agent.action_mask
+        actions, extras = actions * agent.action_mask, ()
     else:
         keys = jax.random.split(k_act, b)
-        actions = jax.vmap(lambda o, s, k, t: agent.act(ts.learner, o, s, k, t, ts.iteration, EXPLORE))(
+        actions, extras = jax.vmap(lambda o, s, k, t: agent.explore_act(ts.learner, o, s, k, t, ts.iteration))(
             es.obs, es.global_state, keys, es.time)
     chex.assert_shape(actions, (b, *agent.action_mask.shape), custom_message=f"{agent.name}.act must return [N, A]")
     nxt = env.step(es, actions, k_env)
-    tr = Transition(obs=es.obs, state=es.global_state, action=actions, reward=nxt.reward,
-                    next_obs=nxt.info["final_obs"], next_state=nxt.info["final_global_state"],
-                    terminal=nxt.terminated.astype(jnp.float32))
-    buffer = replay.add(ts.buffer, tr)
+    step = Trajectory(obs=es.obs, state=es.global_state, action=actions, reward=nxt.reward,
+                      next_obs=nxt.info["final_obs"], next_state=nxt.info["final_global_state"],
+                      terminal=nxt.terminated.astype(jnp.float32), done=nxt.done.astype(jnp.float32),
+                      extras=extras)
     ended = nxt.info["returned_episode"].astype(jnp.float32)
-    count = jnp.sum(ended)
-    ret = jnp.sum(ended * nxt.info["returned_episode_return"]) / jnp.maximum(count, 1.0)
-    ts = ts.replace(buffer=buffer, env_state=nxt, env_steps=ts.env_steps + b)
+    ts = ts.replace(env_state=nxt, env_steps=ts.env_steps + b)
     # a non-finite action makes the env pay a NaN reward (Env.check_actions); a non-finite observation or state
     # is an env defect: both are counted, and the runner stops on them
     bad = ~jnp.isfinite(nxt.reward) | jnp.any(~jnp.isfinite(nxt.obs.reshape(b, -1)), axis=-1) | jnp.any(
         ~jnp.isfinite(nxt.global_state), axis=-1)
-    return ts, {"train_return": jnp.where(count > 0, ret, jnp.nan), "train_episodes": count,
-                "nonfinite_steps": jnp.sum(bad.astype(jnp.float32))}
+    return ts, step, {"return_sum": jnp.sum(ended * nxt.info["returned_episode_return"]),
+                      "train_episodes": jnp.sum(ended), "nonfinite_steps": jnp.sum(bad.astype(jnp.float32))}
+
+
+def _collect_metrics(sums: dict) -> dict:
+    """``{"train_return", "train_episodes", "nonfinite_steps"}`` from :func:`env_step`'s sums (summed over the
+    steps of an iteration): the mean return of the episodes that ended (NaN if none ended)."""
+    count = sums["train_episodes"]
+    ret = sums["return_sum"] / jnp.maximum(count, 1.0)
+    return {"train_return": jnp.where(count > 0, ret, jnp.nan), "train_episodes": count,
+            "nonfinite_steps": sums["nonfinite_steps"]}
+
+
+def collect(setup: Setup, ts: TrainState, key: PRNGKey, *, random: bool = False) -> tuple[TrainState, dict]:
+    """Off-policy: one :func:`env_step` of each of the B envs, its transitions added to the buffer.
+
+    Returns:
+      ``(ts, {"train_return": [], "train_episodes": [], "nonfinite_steps": []})`` — mean return of episodes that
+      ended this step, and the number of env steps with a non-finite reward, observation or state.
+    """
+    ts, step, sums = env_step(setup, ts, key, random=random)
+    tr = Transition(*step[:len(Transition._fields)])
+    return ts.replace(buffer=replay.add(ts.buffer, tr)), _collect_metrics(sums)
+
+
+def rollout(setup: Setup, ts: TrainState, key: PRNGKey) -> tuple[TrainState, Trajectory, dict]:
+    """On-policy: T = ``agent.rollout_length`` :func:`env_step` s of the B envs (a ``lax.scan``; episodes that end
+    are reset and continue), the learner fixed.
+
+    Returns:
+      ``(ts, trajectory [T, B], metrics)``: the collection metrics of :func:`collect` over the T steps.
+    """
+
+    def one(carry, _):
+        ts, k = carry
+        k, k_step = jax.random.split(k)
+        ts, step, sums = env_step(setup, ts, k_step)
+        return (ts, k), (step, sums)
+
+    (ts, _), (traj, sums) = jax.lax.scan(one, (ts, key), None, length=setup.agent.rollout_length)
+    return ts, traj, _collect_metrics(jax.tree.map(jnp.sum, sums))
 
 
 def _scan_updates(setup: Setup, ts: TrainState, key: PRNGKey, update_fn: Callable, length: int):
@@ -156,10 +236,16 @@ def update(setup: Setup, ts: TrainState, key: PRNGKey) -> tuple[TrainState, dict
 
 
 def train_step(setup: Setup, ts: TrainState) -> tuple[TrainState, dict]:
-    """One training iteration: :func:`collect` then :func:`update`."""
+    """One training iteration: :func:`collect` then :func:`update` (off-policy), or :func:`rollout` then one
+    ``agent.update`` on the trajectory (on-policy)."""
     key, k_collect, k_update = jax.random.split(ts.key, 3)
-    ts, c_metrics = collect(setup, ts.replace(key=key), k_collect)
-    ts, u_metrics = update(setup, ts, k_update)
+    if setup.agent.on_policy:
+        ts, traj, c_metrics = rollout(setup, ts.replace(key=key), k_collect)
+        learner, u_metrics = setup.agent.update(ts.learner, traj, k_update, ts.iteration)
+        ts = ts.replace(learner=learner)
+    else:
+        ts, c_metrics = collect(setup, ts.replace(key=key), k_collect)
+        ts, u_metrics = update(setup, ts, k_update)
     ts = ts.replace(iteration=ts.iteration + 1)
     return ts, {**c_metrics, **u_metrics}
 
@@ -176,11 +262,14 @@ def evaluate(setup: Setup, ts: TrainState, key: PRNGKey, modes: tuple[str, ...] 
 
 def init(setup: Setup, key: PRNGKey) -> TrainState:
     """Fresh run: parameters, B envs reset, buffer filled by ``warmup_iterations`` of uniform actions, then
-    ``critic_warmup_updates`` critic-only updates (the agent's ``pretrain``) on that data."""
+    ``critic_warmup_updates`` critic-only updates (the agent's ``pretrain``) on that data. On-policy agents: no
+    buffer (``None``) and no warm-up."""
     cfg, agent = setup.config, setup.agent
     k_learner, k_env, k_warm, k_fit, k_run = jax.random.split(key, 5)
     learner = agent.init(k_learner)
     env_state = setup.env.reset(k_env)
+    if agent.on_policy:
+        return TrainState(learner, None, env_state, k_run, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
     n, o, a, s = agent.spec.num_agents, agent.spec.obs_dim, agent.spec.action_dim, agent.spec.state_size
     example = Transition(jnp.zeros((n, o)), jnp.zeros((s,)), jnp.zeros((n, a)), jnp.zeros(()),
                          jnp.zeros((n, o)), jnp.zeros((s,)), jnp.zeros(()))
@@ -232,6 +321,13 @@ def make_train(config: TrainConfig) -> Callable[[PRNGKey], TrainOutput]:
         return TrainOutput(ts, jax.tree.map(lambda x: x.reshape(-1), metrics), evals)
 
     return train
+
+
+def env_steps_per_iteration(config: TrainConfig) -> int:
+    """Env steps one training iteration of ``config`` collects (per seed): ``num_envs`` off-policy,
+    ``num_envs × rollout_length`` on-policy (warm-up excluded). Needs no env: budgets convert with it."""
+    _, agent_cls = get_algorithm(config.algo)
+    return config.num_envs * agent_cls.rollout_length_of(config.algo_config)
 
 
 def seed_keys(config: TrainConfig) -> Array:
@@ -286,5 +382,6 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
 
 
-__all__ = ["Setup", "TrainOutput", "TrainState", "Trainer", "build", "chunk", "collect", "evaluate", "init",
-           "make_train", "make_trainer", "period", "seed_keys", "seed_sharding", "train_step", "update"]
+__all__ = ["Setup", "TrainOutput", "TrainState", "Trainer", "Trajectory", "build", "chunk", "collect", "env_step",
+           "env_steps_per_iteration", "evaluate", "init", "make_train", "make_trainer", "period", "rollout",
+           "seed_keys", "seed_sharding", "train_step", "update"]

@@ -20,7 +20,7 @@ def tiny_train_args(env: str, run_dir: str, *, envs: int, iterations: int, batch
 
 def tiny_algo_config(algo: str) -> dict:
     """Small settings of any registered algorithm's config, for fast tests: hidden sizes (8,), particle and
-    sample counts 4 (a new algorithm is covered without listing it here)."""
+    sample counts 4, an on-policy rollout length 4 (a new algorithm is covered without listing it here)."""
     import dataclasses
 
     from svnr_jax.algorithms import get_algorithm
@@ -31,6 +31,6 @@ def tiny_algo_config(algo: str) -> dict:
         if isinstance(f.default, tuple) and f.default and all(isinstance(h, int) for h in f.default):
             out[f.name] = (8,)
         elif isinstance(f.default, int) and not isinstance(f.default, bool) and (
-                "particles" in f.name or "samples" in f.name):
+                "particles" in f.name or "samples" in f.name or f.name == "rollout_length"):
             out[f.name] = 4
     return out

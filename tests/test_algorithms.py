@@ -64,7 +64,9 @@ def test_smoke_metrics_finite_and_shaped(runs):
     assert sorted({int(r["iteration"]) for r in evals}) == [20, 40, 60]
     st = full.state
     assert np.all(np.asarray(st.iteration) == cfg.iterations)
-    assert np.all(np.asarray(st.env_steps) == (cfg.iterations + cfg.warmup_iterations) * cfg.num_envs)
+    warmup = 0 if agent_cls.on_policy else cfg.warmup_iterations  # on-policy: no uniform warm-up
+    steps = cfg.iterations * training.env_steps_per_iteration(cfg) + warmup * cfg.num_envs
+    assert np.all(np.asarray(st.env_steps) == steps)
 
 
 def test_exact_resume_and_determinism(runs):

@@ -1,4 +1,4 @@
-"""What every off-policy algorithm implements, the registry of algorithms, and helpers they share.
+"""What every algorithm implements (off-policy and on-policy), the registry of algorithms, and helpers they share.
 
 An algorithm is one module: a frozen config dataclass (subclass of :class:`AlgoConfig`) and an agent
 class (subclass of :class:`Agent`), registered by name with :func:`register`. The training loop
@@ -23,6 +23,13 @@ static configuration, closed over by the jitted loop):
   used ``TrainConfig.critic_warmup_updates`` times on the uniform warm-up data before learning starts.
 * ``modes``: execution modes ``act`` accepts; ``eval_modes``: the subset evaluated inside the training
   scan; ``test_mode``: the mode the algorithm executes at test time (pass criteria and tables use it).
+
+On-policy agents (``on_policy = True``, e.g. MAPPO) learn from their own fresh rollouts instead of a replay
+buffer: one training iteration is T = :meth:`Agent.rollout_length_of` steps of the B training envs under
+``explore_act`` (= ``act(..., EXPLORE)`` plus per-step ``extras`` the agent wants stored, e.g. its pre-tanh
+sample), then ONE ``update(ls, trajectory, key, iteration)`` on the whole trajectory (leading ``[T, B]``,
+:class:`svnr_jax.training.Trajectory`), which runs its own epochs and minibatches. There is no buffer, no
+uniform warm-up and no ``sample_batch``/``pretrain``; the replay fields of the run config are ignored.
 """
 
 from __future__ import annotations
@@ -114,7 +121,7 @@ class AlgoConfig:
 
 
 class Agent:
-    """Base class of the off-policy agents (see the module docstring for the contract).
+    """Base class of the agents (see the module docstring for the contract; off-policy unless ``on_policy``).
 
     Args:
       spec: the env's :class:`~svnr_jax.envs.base.EnvSpec` (agents act in ``[-1, 1]``).
@@ -128,19 +135,43 @@ class Agent:
     test_mode: ClassVar[str] = ""
     #: critic-only update used by ``critic_warmup_updates`` (``None``: the algorithm has none).
     pretrain: Callable | None = None
+    #: On-policy: each iteration collects a fresh ``[T, B]`` trajectory and calls ``update`` once on it (no replay
+    #: buffer, no uniform warm-up); see the module docstring.
+    on_policy: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, config: AlgoConfig, total_iterations: int = 1):
         self.spec, self.config, self.total_iterations = spec, config, int(total_iterations)
         self.action_mask = np.asarray(spec.action_mask, np.float32)  # numpy: a compile-time constant
 
+    @classmethod
+    def rollout_length_of(cls, config: AlgoConfig) -> int:
+        """T: env steps each of the B training envs takes per training iteration under ``config`` (1 for
+        off-policy agents; an on-policy agent returns its rollout length). A classmethod so that presets and
+        budgets (:func:`svnr_jax.training.env_steps_per_iteration`) need no env."""
+        return 1
+
+    @property
+    def rollout_length(self) -> int:
+        """T of this agent (:meth:`rollout_length_of` of its config)."""
+        return type(self).rollout_length_of(self.config)
+
     def init(self, key: PRNGKey) -> Any:
         raise NotImplementedError
+
+    def explore_act(self, ls: Any, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array
+                    ) -> tuple[Array, Any]:
+        """What data collection executes: ``(act(..., EXPLORE) [N, A], extras)``, where ``extras`` is a pytree
+        stored with each step of an on-policy trajectory (e.g. the pre-tanh sample, for exact log-probs in
+        ``update``). Default: no extras, ``()``."""
+        return self.act(ls, obs, state, key, t, iteration, EXPLORE), ()
 
     def act(self, ls: Any, obs: Array, state: Array, key: PRNGKey, t: Array, iteration: Array,
             mode: str = EXPLORE) -> Array:
         raise NotImplementedError
 
     def update(self, ls: Any, batch: Any, key: PRNGKey, iteration: Array) -> tuple[Any, dict]:
+        """Off-policy: one gradient update on a replay batch (leading ``[batch]``). On-policy: the whole update
+        (epochs, minibatches) on one trajectory (leading ``[T, B]``)."""
         raise NotImplementedError
 
     def sample_batch(self, buffer: Any, key: PRNGKey, batch_size: int) -> Any:
@@ -237,7 +268,8 @@ _REGISTRY: dict[str, tuple[type[AlgoConfig], type[Agent]]] = {}
 #: Modules whose import registers an algorithm; a new algorithm adds its module here.
 _BUILTIN_MODULES = ("svnr_jax.algorithms.svnr", "svnr_jax.algorithms.masql", "svnr_jax.algorithms.maddpg",
                     "svnr_jax.algorithms.mmq", "svnr_jax.algorithms.qmix", "svnr_jax.algorithms.facmac",
-                    "svnr_jax.algorithms.rommeo", "svnr_jax.algorithms.pr2")
+                    "svnr_jax.algorithms.rommeo", "svnr_jax.algorithms.pr2", "svnr_jax.algorithms.hasac",
+                    "svnr_jax.algorithms.mappo")
 _loaded = False
 
 
