@@ -1,134 +1,334 @@
-"""SVNR on the paper's MaMuJoCo tasks (docs/environments.md, §8) with the MaMuJoCo presets of :mod:`svnr_jax.config`.
+"""The paper's MaMuJoCo table: every algorithm × MaMuJoCo tasks × S vmapped seeds, one env-step budget.
 
-Tasks: HalfCheetah-2x3, CoupledHalfCheetah-1p1, Ant-2x4, Walker2d-2x3 (any registered MaMuJoCo task may be
-named with --task). Each (task, seed) is one :func:`svnr_jax.runner.run` in ``<runs-dir>/<task>/seed<s>``
-(config, metrics, eval.csv, checkpoints); the final in-scan evaluation (deterministic ξ = 0 and shared-seed
-sampled execution) is reported. Prints a table and writes ``<out>/mamujoco.json``.
+For each (algorithm, task) one compiled program trains the S seeds at once (:func:`svnr_jax.runner.run` with
+``num_seeds = S``: chunks, checkpoints, metrics, exact resume) in ``<runs-dir>/<budget>/<task>/<algo>``. After
+training every seed plays ``--test-episodes`` episodes in the algorithm's test mode (SVNR shared-seed sampling,
+MASQL independent sampling, MAPPO/HASAC/MADDPG/... their deterministic policies: ``Agent.test_mode``), which
+gives the table's cell: the paper's form, mean ± std over seeds, plus IQM with a 95 % bootstrap CI.
 
-The presets are the full-scale GPU budget (2M env steps per run). ``--small`` is a CPU budget (8 envs, one
-update per env step, 60k env steps by default, 128-128 networks, M = 16, a single critic, 1 evaluation
-episode per mode every 4000 env steps), SQL's HalfCheetah settings (reward scale 30, α = 1 constant, 16
-value samples, batch 128): on 2 CPU cores HalfCheetah-2x3 takes ~16 min per seed and its deterministic return
-rises from -142 / +208 (seeds 0 / 1, at 4k env steps) to 1987 / 2034 at 60k (``experiments/results/mamujoco/``).
-Also writes ``<out>/<task>_curves.png``.
+Budgets (``--budget``): every algorithm of a table runs at the same env steps, env batch and evaluation
+points (:mod:`svnr_jax.presets`: the env's run preset; on-policy algorithms get the same env steps in
+rollouts); algorithm settings are each algorithm's MaMuJoCo preset (published values where there are any).
 
-    python -m experiments.mamujoco --task HalfCheetah-2x3 --seeds 0 1 2 3 4
-    python -m experiments.mamujoco --task HalfCheetah-2x3 --seeds 0 --small
-    python -m experiments.mamujoco --task HalfCheetah-2x3 --seeds 0 --small --steps 8000   # smoke test
+* ``paper``: the presets (2M env steps, one gradient update per env step, evaluation every 80k steps) — for
+  an accelerator.
+* ``cpu`` [ours]: fits 2 CPU cores: ``--env-steps`` (default 20k, plus 2000 uniform warm-up steps for the
+  off-policy algorithms, as the presets count iterations after the warm-up), 2 updates per 16 env steps (the
+  presets' update-to-data ratio 1 cut to 1/8 for every off-policy algorithm; each algorithm's own networks,
+  batch and learning rates), evaluation every 4k env steps (2 episodes per mode), and MJX solver settings 4
+  Newton / 8 line-search iterations (float32-level one-step error against MuJoCo C,
+  ``benchmarks/speed_options.py``; 3-4× faster than the defaults). An early-learning snapshot, not the paper's
+  regime.
+
+Outputs (``--out``, default ``experiments/results/mamujoco/<budget>``): ``results.json`` (per (algo, task):
+per-seed test returns, summary, in-scan evaluation curve per seed, wall time, env steps/s, config; results of
+pairs not rerun are kept), ``table.md`` (the table in the paper's form and with IQM [CI]), ``curves_<task>.png``
+(test-mode in-scan evaluation against env steps, a line per algorithm: mean over seeds, band = min..max).
+
+Re-running skips finished (algorithm, task) runs whose config is unchanged and continues interrupted ones
+from their last checkpoint; ``--fresh`` retrains them.
+
+    python -m experiments.mamujoco --budget cpu --algos all --tasks HalfCheetah-2x3 Walker2d-2x3 --seeds 3
+    python -m experiments.mamujoco --budget paper --algos all --seeds 5      # the paper's four tasks, 2M steps
+    python -m experiments.mamujoco --budget cpu --report                     # reprint the stored table
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
+import sys
 import time
 
 import jax
 import numpy as np
 
-from svnr_jax.config import to_dict
-from svnr_jax.presets import RUN_PRESETS, preset
-from svnr_jax.runner import run
+from svnr_jax.algorithms import get_algorithm, list_algorithms
+from svnr_jax.config import TrainConfig, to_dict, validate
+from svnr_jax.presets import MAMUJOCO_TASKS, preset
+from svnr_jax.runner import RunDirError, evaluate_state, run
+from svnr_jax.stats import summarize
+from svnr_jax.training import env_steps_per_iteration
 
 TASKS = ("HalfCheetah-2x3", "CoupledHalfCheetah-1p1", "Ant-2x4", "Walker2d-2x3")
-MODES = ("deterministic", "shared_seed")
-# CPU budget [ours, after SQL's MuJoCo settings]: 8 envs × 7500 iterations = 60k env steps after 1000 uniform
-# warm-up steps, 8 updates per iteration (one per env step), batch 128, 128-128 networks, M = 16 particles and
-# 16 value samples, one critic, α = 1 constant on rewards scaled by the preset's reward_scale; one evaluation
-# episode per mode every 500 iterations.
-SMALL = dict(num_envs=8, iterations=7500, chunk_iterations=500, eval_every=500, eval_episodes=1,
-             updates_per_iteration=8, batch_size=128, warmup_iterations=125, buffer_size=200_000,
-             algo_config=dict(policy_hidden=(128, 128), critic_hidden=(128, 128), num_particles=16, value_samples=16,
-                       twin_critic=False, alpha_schedule="constant", alpha_init=1.0, alpha_min=1.0))
+BUDGETS = ("cpu", "paper")
+#: The paper's table (SPEC §8: final test return, mean ± std over 5 seeds; budget not published).
+PAPER = {
+    "svnr": (8853, 212, 423, 89, 536, 31, 1678, 275), "pr2": (8662, 45, 381, 11, 354, 58, 1422, 79),
+    "rommeo": (8305, 127, 296, 62, 424, 60, 1399, 32), "qmix": (8263, 618, 3, 27, 212, 209, 495, 243),
+    "facmac": (8210, 584, 131, 72, 398, 36, 536, 205), "mappo": (6087, 1177, 15, 138, 87, 135, 672, 59),
+    "maddpg": (112, 135, -561, 67, 108, 26, 529, 33), "masql": (56, 65, -490, 86, 225, 34, 332, 18),
+    "mmq": (-134, 16, -524, 37, 116, 53, 487, 72)}
+
+# CPU budget [ours]: the run fields every algorithm shares (off-policy fields dropped for on-policy algorithms).
+CPU_STEPS = 20_000
+CPU_RUN = dict(num_envs=16, updates_per_iteration=2, warmup_iterations=125, buffer_size=100_000, eval_episodes=2,
+               env_config=dict(solver_iterations=4, ls_iterations=8))
+CPU_EVAL_STEPS = 4_000
+OFF_POLICY_ONLY = ("updates_per_iteration", "warmup_iterations", "buffer_size", "batch_size", "critic_warmup_updates",
+                   "checkpoint_buffer")
 
 
-def task_config(task: str, seed: int, small: bool, steps: int | None):
-    """The preset config of ``task`` for ``seed`` (``small``: CPU smoke budget; ``steps``: env-step budget)."""
-    over: dict = dict(seed=seed, num_seeds=1)
-    if small:
-        over.update(SMALL)
-        over["algo_config"] = dict(SMALL["algo_config"])
-    if steps is not None:
-        base = {**RUN_PRESETS.get(task, {}), **over}
-        its = max(1, steps // base["num_envs"])
-        chunk = min(base["chunk_iterations"], its)
-        its -= its % chunk
-        every = base["eval_every"] if chunk % base["eval_every"] == 0 else chunk
-        over.update(iterations=its, chunk_iterations=chunk, eval_every=every)
-    return preset(task, **over)
+def budget_config(task: str, algo: str, budget: str, seeds: int, env_steps: int | None, seed: int = 0) -> TrainConfig:
+    """The config of (``algo``, ``task``) at ``budget`` for ``seeds`` vmapped seeds.
+
+    ``env_steps`` (per seed) overrides the budget's; iterations, evaluation period and chunk are converted with
+    the algorithm's env steps per iteration, so every algorithm gets the same env steps and evaluation points.
+    Raises ValueError when the budget does not divide into whole iterations.
+    """
+    _, agent_cls = get_algorithm(algo)
+    on_policy = bool(getattr(agent_cls, "on_policy", False))
+    over: dict = dict(seed=seed, num_seeds=seeds)
+    if budget == "cpu":
+        over.update({k: v for k, v in CPU_RUN.items() if not (on_policy and k in OFF_POLICY_ONLY)})
+        over["env_config"] = dict(CPU_RUN["env_config"])
+    cfg = preset(task, algo, **over)
+    spi = env_steps_per_iteration(cfg)
+    if budget == "cpu":
+        steps, every = env_steps or CPU_STEPS, CPU_EVAL_STEPS
+    else:
+        steps = env_steps or cfg.iterations * spi
+        every = cfg.eval_every * spi
+    every = min(every, steps)
+    if steps % spi or every % spi or steps % every:
+        raise ValueError(f"{algo} on {task}: an env-step budget of {steps} with evaluation every {every} steps does "
+                         f"not divide into iterations of {spi} env steps; choose --env-steps a multiple of {every}")
+    cfg = dataclasses.replace(cfg, iterations=steps // spi, eval_every=every // spi, chunk_iterations=every // spi)
+    validate(cfg)
+    return cfg
 
 
-def eval_curve(run_dir: str) -> list[dict]:
-    """The in-scan evaluations of a run: ``[{iteration, eval_<mode>...}]`` (seed 0)."""
+def eval_curve(run_dir: str, mode: str, spi: int) -> dict:
+    """In-scan evaluations of ``mode``: ``{"env_steps": [P], "returns": [P][seeds]}``."""
+    rows: dict[int, dict[int, float]] = {}
     with open(os.path.join(run_dir, "eval.csv")) as f:
-        return [{k: (int(v) if k in ("iteration", "seed") else float(v)) for k, v in r.items()}
-                for r in csv.DictReader(f)]
+        for r in csv.DictReader(f):
+            rows.setdefault(int(r["iteration"]), {})[int(r["seed"])] = float(r[f"eval_{mode}"])
+    its = sorted(rows)
+    return {"env_steps": [i * spi for i in its], "returns": [[rows[i][s] for s in sorted(rows[i])] for i in its]}
 
 
-def plot_curves(rows: list[dict], task: str, path: str) -> None:
-    """Evaluation return of every seed of ``task`` (both execution modes) against env steps."""
+def train_one(algo: str, task: str, args, results: dict) -> dict | None:
+    """Train (or resume, or skip) one (algorithm, task) run; returns its result entry (``None``: not finished)."""
+    cfg = budget_config(task, algo, args.budget, args.seeds, args.env_steps)
+    _, agent_cls = get_algorithm(algo)
+    key = f"{algo}/{task}"
+    old = results.get(key)
+    stored_cfg = json.loads(json.dumps(to_dict(cfg)))
+    if old is not None and not old.get("partial") and old.get("config") == stored_cfg and not args.fresh:
+        print(f"[{key}] finished earlier: skipped", file=sys.stderr)
+        return old
+    run_dir = os.path.join(args.runs_dir, args.budget, task, algo)
+    resume = os.path.exists(os.path.join(run_dir, "config.json")) and not args.fresh
+    spi = env_steps_per_iteration(cfg)
+    print(f"[{key}] {cfg.num_seeds} seeds x {cfg.iterations * spi} env steps "
+          f"({'resuming' if resume else 'new run'}) in {run_dir}", file=sys.stderr, flush=True)
+    t0 = time.time()
+    try:
+        res = run(cfg, run_dir, resume=resume, overwrite=args.fresh, progress=not args.no_progress)
+    except RunDirError as e:
+        raise SystemExit(f"[{key}] {e}\n(the folder holds a run of another budget or config: pass --fresh to retrain "
+                         f"it, or another --runs-dir)") from None
+    prev_wall = old.get("train_seconds", 0.0) if (old and old.get("partial") and resume) else 0.0
+    train_s = prev_wall + time.time() - t0  # all sessions of the run, compilation included
+    if res.status != "finished":
+        print(f"[{key}] {res.status}: {res.message}", file=sys.stderr)
+        results[key] = {"partial": True, "train_seconds": train_s, "config": stored_cfg, "run_dir": run_dir}
+        return None
+    t1 = time.time()
+    test = evaluate_state(cfg, res.state, modes=(agent_cls.test_mode,), episodes=args.test_episodes)
+    per_seed = [float(x) for x in test[agent_cls.test_mode]]
+    if not np.all(np.isfinite(per_seed)):
+        raise RuntimeError(f"[{key}] non-finite test returns {per_seed}")
+    return {"algo": algo, "task": task, "budget": args.budget, "test_mode": agent_cls.test_mode,
+            "test_episodes": args.test_episodes, "per_seed": per_seed, "summary": summarize(np.array(per_seed)),
+            "curve": eval_curve(run_dir, agent_cls.test_mode, spi), "env_steps": cfg.iterations * spi,
+            "train_seconds": train_s, "test_seconds": time.time() - t1, "resumed": resume,
+            "env_steps_per_second": cfg.iterations * spi * cfg.num_seeds / max(train_s, 1e-9),
+            "device": str(jax.devices()[0]), "config": stored_cfg, "run_dir": run_dir}
+
+
+def estimate(algo: str, task: str, args, iterations: int = 16) -> dict:
+    """Expected wall time of one (algorithm, task) run at ``args.budget`` on this device, measured: one chunk of
+    ``iterations`` training iterations (all seeds vmapped, its evaluation included) and one in-scan evaluation on
+    their own, both timed after compiling; the run's time is extrapolated as
+    ``iterations_of_run × (chunk − eval) / iterations + evaluations_of_run × eval``. Compile time is reported apart."""
+    from svnr_jax.training import evaluate, make_trainer, seed_keys
+
+    cfg = budget_config(task, algo, args.budget, args.seeds, args.env_steps)
+    k = min(iterations, cfg.iterations)
+    small = dataclasses.replace(cfg, iterations=k, eval_every=k, chunk_iterations=k)
+    tr = make_trainer(small)
+    t0 = time.time()
+    state = jax.block_until_ready(tr.init(seed_keys(small)))
+    state, out = jax.block_until_ready(tr.chunk(state))  # compile + first run
+    compile_s = time.time() - t0
+    t0 = time.time()
+    state, out = jax.block_until_ready(tr.chunk(state))
+    chunk_s = time.time() - t0
+    ev = jax.jit(jax.vmap(lambda ts, key: evaluate(tr.setup, ts, key)))
+    keys = jax.random.split(jax.random.key(0), small.num_seeds)
+    jax.block_until_ready(ev(state, keys))
+    t0 = time.time()
+    jax.block_until_ready(ev(state, keys))
+    eval_s = time.time() - t0
+    per_it = max(chunk_s - eval_s, 0.0) / k
+    n_evals = cfg.iterations // cfg.eval_every
+    total = cfg.iterations * per_it + n_evals * eval_s
+    return {"algo": algo, "task": task, "budget": args.budget, "seeds": cfg.num_seeds, "iterations": cfg.iterations,
+            "env_steps": cfg.iterations * env_steps_per_iteration(cfg), "seconds_per_iteration": per_it,
+            "seconds_per_evaluation": eval_s, "evaluations": n_evals, "compile_seconds": compile_s,
+            "expected_hours": total / 3600, "device": str(jax.devices()[0]), "measured_iterations": k}
+
+
+def _cell(s: dict) -> str:
+    return f"{s['mean']:.0f} ± {s['std']:.0f}"
+
+
+def table(results: dict, algos: list[str], tasks: list[str]) -> str:
+    """Markdown: the paper's form (mean ± std), IQM [95 % CI], wall time and env steps/s per run."""
+    have = [t for t in tasks if any(f"{a}/{t}" in results for a in algos)]
+    lines = ["| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
+    for a in algos:
+        cells = [(_cell(results[f"{a}/{t}"]["summary"]) if f"{a}/{t}" in results else "–") for t in have]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines += ["", "IQM [95 % bootstrap CI] over seeds:", "",
+              "| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
+    for a in algos:
+        cells = []
+        for t in have:
+            r = results.get(f"{a}/{t}")
+            s = r["summary"] if r else None
+            cells.append(f"{s['iqm']:.0f} [{s['iqm_ci_low']:.0f}, {s['iqm_ci_high']:.0f}]" if s else "–")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines += ["", "Training wall time (s) · env steps/s (all seeds together):", "",
+              "| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
+    for a in algos:
+        cells = []
+        for t in have:
+            r = results.get(f"{a}/{t}")
+            cells.append(f"{r['train_seconds']:.0f} · {r['env_steps_per_second']:.0f}" if r else "–")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    paper_tasks = [t for t in have if t in TASKS]
+    if paper_tasks:
+        lines += ["", "The paper's table (final test return, mean ± std, 5 seeds; its budget is not published):", "",
+                  "| algorithm | " + " | ".join(paper_tasks) + " |", "|---|" + "---|" * len(paper_tasks)]
+        for a in algos:
+            if a in PAPER:
+                v = PAPER[a]
+                lines.append(f"| {a} | " + " | ".join(f"{v[2 * TASKS.index(t)]} ± {v[2 * TASKS.index(t) + 1]}"
+                                                      for t in paper_tasks) + " |")
+    some = next(iter(results.values()), None)
+    if some:
+        lines += ["", f"{some['summary']['n']} seeds, {some['env_steps']} env steps per seed, test return = mean of "
+                  f"{some['test_episodes']} episodes per seed in each algorithm's test mode; device {some['device']}."]
+    return "\n".join(lines)
+
+
+def plot_curves(results: dict, algos: list[str], task: str, path: str) -> None:
+    """Test-mode in-scan evaluation return against env steps: mean over seeds, band from min to max."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.8))
+    fig = Figure(figsize=(6.5, 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for r in (r for r in rows if r["task"] == task):
-        envs = r["config"]["num_envs"]
-        x = [e["iteration"] * envs for e in r["eval_curve"]]
-        for m, style in zip(MODES, ("-", "--"), strict=True):
-            ax.plot(x, [e[f"eval_{m}"] for e in r["eval_curve"]], style, label=f"seed {r['seed']} {m}")
+    for a in algos:
+        r = results.get(f"{a}/{task}")
+        if r is None or not r["curve"]["env_steps"]:
+            continue
+        x, y = np.array(r["curve"]["env_steps"]), np.array(r["curve"]["returns"])
+        (line,) = ax.plot(x, y.mean(axis=1), label=a, lw=2.2 if a == "svnr" else 1.3)
+        ax.fill_between(x, y.min(axis=1), y.max(axis=1), color=line.get_color(), alpha=0.12)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("episode return")
-    ax.set_title(f"SVNR on {task}")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("test-mode return")
+    ax.set_title(task)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
+def _save(results: dict, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, path)  # a kill never leaves a half-written results file
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", nargs="+", default=list(TASKS), help="MaMuJoCo task(s) (default: the paper's four)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (one run each)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="env-step budget per run (default: the preset's, 2M; with --small, 60k)")
-    p.add_argument("--small", action="store_true",
-                   help="CPU budget (8 envs, 60k env steps, 128-128 nets, SQL's alpha=1; ~15 min on 2 cores)")
+    p.add_argument("--algos", nargs="+", default=["all"], help="algorithms, or 'all' (default)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), help="MaMuJoCo tasks (default: the paper's four)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per (algorithm, task), trained vmapped (default 5)")
+    p.add_argument("--budget", choices=BUDGETS, default="cpu", help="cpu (default, 2 cores) or paper (2M steps)")
+    p.add_argument("--env-steps", type=int, default=None,
+                   help=f"env steps per seed (default: cpu {CPU_STEPS}, paper: the presets' 2M)")
+    p.add_argument("--test-episodes", type=int, default=5, help="test episodes per seed after training (5)")
     p.add_argument("--runs-dir", default="runs/mamujoco", help="run folders (checkpoints, metrics)")
-    p.add_argument("--out", default="experiments/results/mamujoco", help="folder of mamujoco.json")
+    p.add_argument("--out", default=None, help="results folder (default experiments/results/mamujoco/<budget>)")
+    p.add_argument("--fresh", action="store_true", help="retrain runs that are finished or were interrupted")
+    p.add_argument("--report", action="store_true", help="only print and write the stored table and curves")
     p.add_argument("--no-progress", action="store_true", help="no progress line per chunk")
+    p.add_argument("--estimate", action="store_true",
+                   help="train nothing: measure a few iterations of each run and print its expected wall time at the "
+                        "budget on this device (writes estimate_<device>.json)")
     args = p.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    out_path = os.path.join(args.out, "mamujoco.json")
-    rows = []
-    for task in args.task:
-        for seed in args.seeds:
-            cfg = task_config(task, seed, args.small, args.steps)
-            run_dir = os.path.join(args.runs_dir, task, f"seed{seed}")
-            t0 = time.time()
-            resume = os.path.exists(os.path.join(run_dir, "config.json"))  # continue (or skip) an earlier run
-            res = run(cfg, run_dir, resume=resume, progress=not args.no_progress)
-            curve = eval_curve(run_dir)
-            last = curve[-1] if curve else {}
-            rows.append({"task": task, "seed": seed, "status": res.status, "message": res.message,
-                         "env_steps": cfg.iterations * cfg.num_envs, "wall_seconds": time.time() - t0,
-                         **{f"final_{m}": last.get(f"eval_{m}", float("nan")) for m in MODES},
-                         "eval_curve": curve, "config": to_dict(cfg), "run_dir": run_dir})
-            with open(out_path, "w") as f:
-                json.dump({"device": str(jax.devices()[0]), "small": args.small, "rows": rows}, f, indent=1)
-    for task in args.task:
-        plot_curves(rows, task, os.path.join(args.out, f"{task.replace('|', '_')}_curves.png"))
-    print(f"\n{'task':<24}{'seeds':>6}{'env steps':>11}{'deterministic':>22}{'shared_seed':>22}")
-    for task in args.task:
-        rs = [r for r in rows if r["task"] == task]
-        cols = []
-        for m in MODES:
-            v = np.array([r[f"final_{m}"] for r in rs])
-            cols.append(f"{np.mean(v):>12.1f} ± {np.std(v):<7.1f}")
-        print(f"{task:<24}{len(rs):>6}{rs[0]['env_steps']:>11}{cols[0]:>22}{cols[1]:>22}")
-    print(f"wrote {out_path}")
+    algos = list_algorithms() if args.algos == ["all"] else args.algos
+    for a in algos:
+        get_algorithm(a)  # unknown names: the registry's error, before any work
+    bad = [t for t in args.tasks if t not in MAMUJOCO_TASKS]
+    if bad:
+        p.error(f"unknown MaMuJoCo task(s) {bad}; known: {list(MAMUJOCO_TASKS)}")
+    if args.seeds < 1 or args.test_episodes < 1 or (args.env_steps is not None and args.env_steps < 1):
+        p.error("--seeds, --test-episodes and --env-steps must be >= 1")
+    out = args.out or os.path.join("experiments", "results", "mamujoco", args.budget)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "results.json")
+    results = json.load(open(path)) if os.path.exists(path) else {}
+    if args.estimate:
+        rows = []
+        for t in args.tasks:
+            for a in algos:
+                r = estimate(a, t, args)
+                rows.append(r)
+                print(f"[{a}/{t}] {r['seconds_per_iteration'] * 1e3:8.1f} ms/iteration, eval {r['seconds_per_evaluation']:.1f} s x "
+                      f"{r['evaluations']}, compile {r['compile_seconds']:.0f} s -> expected {r['expected_hours']:.1f} h "
+                      f"for {r['seeds']} seeds x {r['env_steps']} env steps on {r['device']}", flush=True)
+                _save(rows, os.path.join(out, f"estimate_{jax.devices()[0].platform}.json"))
+        return 0
+    if not args.report:
+        for t in args.tasks:  # configs first: a bad budget is reported before hours of training
+            for a in algos:
+                try:
+                    budget_config(t, a, args.budget, args.seeds, args.env_steps)
+                except ValueError as e:
+                    p.error(str(e))
+        for t in args.tasks:
+            for a in algos:
+                entry = train_one(a, t, args, results)
+                if entry is not None:
+                    results[f"{a}/{t}"] = entry
+                _save(results, path)
+                if entry is None:
+                    print("stopped; run the same command again to continue", file=sys.stderr)
+                    return 130
+                s = entry["summary"]
+                print(f"[{a}/{t}] test return {s['mean']:.1f} ± {s['std']:.1f} (IQM {s['iqm']:.1f}), "
+                      f"{entry['train_seconds']:.0f} s, {entry['env_steps_per_second']:.0f} env steps/s", flush=True)
+    shown = [a for a in list_algorithms() if any(k.startswith(a + "/") for k in results)] if args.report else algos
+    tasks = [t for t in TASKS + tuple(MAMUJOCO_TASKS) if any(k.endswith("/" + t) for k in results)]
+    tasks = list(dict.fromkeys(tasks))
+    done = {k: v for k, v in results.items() if not v.get("partial")}
+    text = table(done, shown, tasks)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text + "\n")
+    for t in tasks:
+        plot_curves(done, shown, t, os.path.join(out, f"curves_{t}.png"))
+    print(text)
+    print(f"wrote {path}, {os.path.join(out, 'table.md')} and curves_<task>.png")
     return 0
 
 
