@@ -92,6 +92,44 @@ def prepare_run_dir(run_dir: str, *, resume: bool, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
+def run_dir_lock(run_dir: str):
+    """Hold an exclusive lock on ``run_dir`` (``flock`` on ``run_dir/.lock``, released when the process ends, also
+    by a kill) while a run writes there: a second process training into the same folder would interleave metric
+    rows and checkpoints.
+
+    Raises:
+      RunDirError: another live process holds the folder (its pid is named), or the folder cannot be created.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunDirError(f"run folder {run_dir!r} is a file")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        f = open(os.path.join(run_dir, ".lock"), "a+")
+    except OSError as e:
+        raise RunDirError(f"cannot write the run folder {run_dir!r}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise RunDirError(f"run folder {run_dir!r} is in use by another process (pid {holder}); wait for it to "
+                              "finish or stop it first") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
+@contextlib.contextmanager
 def _signals(enabled: bool, stop: dict):
     """SIGINT/SIGTERM set ``stop["signal"]`` (the run ends after the current chunk, saved); a second one raises
     ``KeyboardInterrupt`` at once (the last checkpoint stays). The previous handlers come back on exit."""
@@ -277,108 +315,111 @@ def run(
         if announce:
             print(announce, file=sys.stderr, flush=True)
         trainer = make_trainer(config)  # validates the config, builds env + agent before anything is written
-        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        cfg_path = os.path.join(run_dir, "config.json")
-        if resume and os.path.exists(cfg_path):
-            saved = load_json(cfg_path)
-            if saved != config:
-                raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
-        manager = checkpoint.manager(run_dir, max_to_keep=config.keep_checkpoints)
-        skip = () if config.checkpoint_buffer else ("buffer.",)
-        if resume and manager.latest_step() is not None:
-            stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
-            given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
-            if stored is not None and stored != given:
+        if resume and not os.path.isdir(run_dir):  # nothing to resume: that error, and no folder created
+            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        with run_dir_lock(run_dir):  # one process per run folder
+            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+            cfg_path = os.path.join(run_dir, "config.json")
+            if resume and os.path.exists(cfg_path):
+                saved = load_json(cfg_path)
+                if saved != config:
+                    raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
+            manager = checkpoint.manager(run_dir, max_to_keep=config.keep_checkpoints)
+            skip = () if config.checkpoint_buffer else ("buffer.",)
+            if resume and manager.latest_step() is not None:
+                stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
+                given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
+                if stored is not None and stored != given:
+                    manager.close()
+                    diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
+                    raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config (differs in "
+                                      f"{diff}); start a new run folder instead")
+            save_json(config, cfg_path)
+
+            keys = seed_keys(config)
+            if trainer.sharding is not None:
+                keys = jax.device_put(keys, trainer.sharding)
+            state = trainer.init(keys)
+            start_chunk = 0
+            if resume and manager.latest_step() is not None:
+                state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
+            if progress:
+                total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
+                note = ("no replay buffer: on-policy" if state.buffer is None else
+                        f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
+                        "resume is not exact" if config.checkpoint_buffer else
+                        "without the replay buffer: a resume is not exact")
+                print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
+                      f"{config.keep_checkpoints} kept", file=sys.stderr)
+            total_chunks = config.iterations // config.chunk_iterations
+            writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
+            bar = _Progress(config.iterations, progress)
+
+            status, message, done = "finished", "", start_chunk
+            try:
+                for k in range(start_chunk, total_chunks):
+                    if max_chunks is not None and k - start_chunk >= max_chunks:
+                        status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
+                        break
+                    if stop["signal"] is not None:  # received before this chunk started (e.g. while compiling)
+                        status = "interrupted"
+                        message = (f"received {signal.Signals(stop['signal']).name} before chunk {k + 1}; " + (
+                            f"the last checkpoint ({k}) is kept" if k else "no checkpoint was written") + "; exited")
+                        break
+                    t0 = time.time()
+                    new_state, (metrics, evals) = trainer.chunk(state)
+                    metrics, evals = jax.device_get((metrics, evals))
+                    # non-finite env steps (a NaN action pays a NaN reward) count as non-finite values, and are named
+                    # first when a loss turns non-finite at the same iteration (they are the cause)
+                    flagged = sorted(m for m in metrics if m.startswith("nonfinite_"))
+                    watched = flagged + sorted(m for m in metrics if m.endswith("loss"))
+                    losses = np.stack([np.where(metrics[m] > 0, np.nan, 0.0) if m in flagged else metrics[m]
+                                       for m in watched]) if watched else np.zeros((0, 1, 1))
+                    if not np.all(np.isfinite(losses)):
+                        bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
+                        bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
+                        first, t_bad = k * config.chunk_iterations, int(bad[2])
+                        if t_bad > 0:  # the failing chunk's rows before it are kept
+                            keep = evals["eval_iteration"][0] <= first + t_bad
+                            writer.write(first, {n: v[:, :t_bad] for n, v in metrics.items()},
+                                         {n: v[:, keep] for n, v in evals.items()})
+                        last = manager.latest_step()
+                        where = (f"last good checkpoint: {os.path.join(run_dir, 'checkpoints', str(last))} "
+                                 f"(after iteration {last * config.chunk_iterations})" if last is not None
+                                 else "no checkpoint was saved yet")
+                        status = "nonfinite"
+                        name = watched[bad[0]]
+                        what = ("env step (a NaN/inf reward, observation or state; a non-finite action pays a NaN "
+                                "reward)" if name.startswith("nonfinite_") else name)
+                        message = (f"non-finite {what} at iteration {first + t_bad + 1} (seed {bad[1]}); "
+                                   f"stopping. {where}")
+                        # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
+                        again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
+                        fresh = trainer.init(again if trainer.sharding is None else jax.device_put(again, trainer.sharding))
+                        state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
+                        break
+                    state = new_state
+                    done = k + 1
+                    # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
+                    # resume cuts back (never a checkpoint whose rows are missing)
+                    writer.write(k * config.chunk_iterations, metrics, evals)
+                    checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
+                    steps = config.chunk_iterations * env_steps_per_iteration(config) * config.num_seeds
+                    rate = steps / (time.time() - t0)
+                    ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
+                    bar.update(done * config.chunk_iterations,
+                               f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
+                    if stop["signal"] is not None:
+                        status = "interrupted"
+                        message = (f"received {signal.Signals(stop['signal']).name}; saved checkpoint {done} and exited "
+                                   "cleanly")
+                        break
+                else:
+                    message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
+            finally:
+                writer.close()
                 manager.close()
-                diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
-                raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config (differs in "
-                                  f"{diff}); start a new run folder instead")
-        save_json(config, cfg_path)
-
-        keys = seed_keys(config)
-        if trainer.sharding is not None:
-            keys = jax.device_put(keys, trainer.sharding)
-        state = trainer.init(keys)
-        start_chunk = 0
-        if resume and manager.latest_step() is not None:
-            state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
-        if progress:
-            total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
-            note = ("no replay buffer: on-policy" if state.buffer is None else
-                    f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
-                    "resume is not exact" if config.checkpoint_buffer else
-                    "without the replay buffer: a resume is not exact")
-            print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
-                  f"{config.keep_checkpoints} kept", file=sys.stderr)
-        total_chunks = config.iterations // config.chunk_iterations
-        writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
-        bar = _Progress(config.iterations, progress)
-
-        status, message, done = "finished", "", start_chunk
-        try:
-            for k in range(start_chunk, total_chunks):
-                if max_chunks is not None and k - start_chunk >= max_chunks:
-                    status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
-                    break
-                if stop["signal"] is not None:  # received before this chunk started (e.g. while compiling)
-                    status = "interrupted"
-                    message = (f"received {signal.Signals(stop['signal']).name} before chunk {k + 1}; " + (
-                        f"the last checkpoint ({k}) is kept" if k else "no checkpoint was written") + "; exited")
-                    break
-                t0 = time.time()
-                new_state, (metrics, evals) = trainer.chunk(state)
-                metrics, evals = jax.device_get((metrics, evals))
-                # non-finite env steps (a NaN action pays a NaN reward) count as non-finite values, and are named
-                # first when a loss turns non-finite at the same iteration (they are the cause)
-                flagged = sorted(m for m in metrics if m.startswith("nonfinite_"))
-                watched = flagged + sorted(m for m in metrics if m.endswith("loss"))
-                losses = np.stack([np.where(metrics[m] > 0, np.nan, 0.0) if m in flagged else metrics[m]
-                                   for m in watched]) if watched else np.zeros((0, 1, 1))
-                if not np.all(np.isfinite(losses)):
-                    bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
-                    bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
-                    first, t_bad = k * config.chunk_iterations, int(bad[2])
-                    if t_bad > 0:  # the failing chunk's rows before it are kept
-                        keep = evals["eval_iteration"][0] <= first + t_bad
-                        writer.write(first, {n: v[:, :t_bad] for n, v in metrics.items()},
-                                     {n: v[:, keep] for n, v in evals.items()})
-                    last = manager.latest_step()
-                    where = (f"last good checkpoint: {os.path.join(run_dir, 'checkpoints', str(last))} "
-                             f"(after iteration {last * config.chunk_iterations})" if last is not None
-                             else "no checkpoint was saved yet")
-                    status = "nonfinite"
-                    name = watched[bad[0]]
-                    what = ("env step (a NaN/inf reward, observation or state; a non-finite action pays a NaN "
-                            "reward)" if name.startswith("nonfinite_") else name)
-                    message = (f"non-finite {what} at iteration {first + t_bad + 1} (seed {bad[1]}); "
-                               f"stopping. {where}")
-                    # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
-                    again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
-                    fresh = trainer.init(again if trainer.sharding is None else jax.device_put(again, trainer.sharding))
-                    state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
-                    break
-                state = new_state
-                done = k + 1
-                # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
-                # resume cuts back (never a checkpoint whose rows are missing)
-                writer.write(k * config.chunk_iterations, metrics, evals)
-                checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
-                steps = config.chunk_iterations * env_steps_per_iteration(config) * config.num_seeds
-                rate = steps / (time.time() - t0)
-                ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
-                bar.update(done * config.chunk_iterations,
-                           f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
-                if stop["signal"] is not None:
-                    status = "interrupted"
-                    message = (f"received {signal.Signals(stop['signal']).name}; saved checkpoint {done} and exited "
-                               "cleanly")
-                    break
-            else:
-                message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
-        finally:
-            writer.close()
-            manager.close()
-        return RunResult(status, state, done, message)
+            return RunResult(status, state, done, message)
 
 
 def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Trainer, TrainState, int]:
@@ -446,4 +487,4 @@ def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str,
 
 
 __all__ = ["RUN_FILES", "MetricsWriter", "RunDirError", "RunResult", "evaluate_run", "evaluate_state", "load_run",
-           "prepare_run_dir", "run"]
+           "prepare_run_dir", "run", "run_dir_lock"]

@@ -89,6 +89,25 @@ def test_resume_needs_a_run_and_the_same_config(full, tmp_path):
                    progress=False)
 
 
+def test_a_run_folder_in_use_by_another_process_is_refused(full, tmp_path):
+    """Two processes training into one folder interleaved metric rows and checkpoints (before: nothing stopped a
+    second `--resume` while the first still ran). The lock is an flock: a killed holder releases it."""
+    import fcntl
+
+    d = str(tmp_path / "run")
+    shutil.copytree(full, d)
+    with open(os.path.join(d, ".lock"), "w") as holder:  # another open file description = another process's lock
+        holder.write("4242")
+        holder.flush()
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = _bytes(d)
+        for kw in (dict(resume=True), dict(overwrite=True)):
+            with pytest.raises(runner.RunDirError, match=r"in use by another process \(pid 4242\)"):
+                runner.run(tiny(), d, progress=False, **kw)
+        assert _bytes(d) == before  # nothing touched
+    assert runner.run(tiny(), d, resume=True, progress=False).status == "finished"  # released: usable again
+
+
 def test_unusable_run_folder_is_a_one_line_error(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
