@@ -294,8 +294,9 @@ def main(argv=None) -> int:
             for a in algos:
                 r = estimate(a, t, args)
                 rows.append(r)
-                print(f"[{a}/{t}] {r['seconds_per_iteration'] * 1e3:8.1f} ms/iteration, eval {r['seconds_per_evaluation']:.1f} s x "
-                      f"{r['evaluations']}, compile {r['compile_seconds']:.0f} s -> expected {r['expected_hours']:.1f} h "
+                print(f"[{a}/{t}] {r['seconds_per_iteration'] * 1e3:8.1f} ms/iteration, eval "
+                      f"{r['seconds_per_evaluation']:.1f} s x {r['evaluations']}, compile {r['compile_seconds']:.0f} s "
+                      f"-> expected {r['expected_hours']:.1f} h "
                       f"for {r['seeds']} seeds x {r['env_steps']} env steps on {r['device']}", flush=True)
                 _save(rows, os.path.join(out, f"estimate_{jax.devices()[0].platform}.json"))
         return 0

@@ -332,8 +332,8 @@ def run(
                 if stored is not None and stored != given:
                     manager.close()
                     diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
-                    raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config (differs in "
-                                      f"{diff}); start a new run folder instead")
+                    raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config "
+                                      f"(differs in {diff}); start a new run folder instead")
             save_json(config, cfg_path)
 
             keys = seed_keys(config)
@@ -346,8 +346,8 @@ def run(
             if progress:
                 total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
                 note = ("no replay buffer: on-policy" if state.buffer is None else
-                        f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, then a "
-                        "resume is not exact" if config.checkpoint_buffer else
+                        f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, "
+                        "then a resume is not exact" if config.checkpoint_buffer else
                         "without the replay buffer: a resume is not exact")
                 print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
                       f"{config.keep_checkpoints} kept", file=sys.stderr)
@@ -395,7 +395,8 @@ def run(
                                    f"stopping. {where}")
                         # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
                         again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
-                        fresh = trainer.init(again if trainer.sharding is None else jax.device_put(again, trainer.sharding))
+                        fresh = trainer.init(again if trainer.sharding is None else
+                                             jax.device_put(again, trainer.sharding))
                         state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
                         break
                     state = new_state
@@ -411,8 +412,8 @@ def run(
                                f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
                     if stop["signal"] is not None:
                         status = "interrupted"
-                        message = (f"received {signal.Signals(stop['signal']).name}; saved checkpoint {done} and exited "
-                                   "cleanly")
+                        message = (f"received {signal.Signals(stop['signal']).name}; saved checkpoint {done} and "
+                                   "exited cleanly")
                         break
                 else:
                     message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
