@@ -14,8 +14,8 @@ rollouts); algorithm settings are each algorithm's MaMuJoCo preset (published va
   an accelerator.
 * ``cpu`` [ours]: fits 2 CPU cores: ``--env-steps`` (default 20k, plus 2000 uniform warm-up steps for the
   off-policy algorithms, as the presets count iterations after the warm-up), 2 updates per 16 env steps (the
-  presets' update-to-data ratio 1 cut to 1/8 for every off-policy algorithm; each algorithm's own networks,
-  batch and learning rates), evaluation every 4k env steps (2 episodes per mode), and MJX solver settings 4
+  presets' update-to-data ratio 1 cut to 1/8 and their batch 256 to 64, for every off-policy algorithm; each
+  algorithm's own networks and learning rates), evaluation every 4k env steps (2 episodes per mode), and MJX solver settings 4
   Newton / 8 line-search iterations (float32-level one-step error against MuJoCo C,
   ``benchmarks/speed_options.py``; 3-4× faster than the defaults). An early-learning snapshot, not the paper's
   regime.
@@ -65,7 +65,8 @@ PAPER = {
 
 # CPU budget [ours]: the run fields every algorithm shares (off-policy fields dropped for on-policy algorithms).
 CPU_STEPS = 20_000
-CPU_RUN = dict(num_envs=16, updates_per_iteration=2, warmup_iterations=125, buffer_size=100_000, eval_episodes=2,
+CPU_RUN = dict(num_envs=16, updates_per_iteration=2, batch_size=64, warmup_iterations=125, buffer_size=100_000,
+               eval_episodes=2,
                env_config=dict(solver_iterations=4, ls_iterations=8))
 CPU_EVAL_STEPS = 4_000
 OFF_POLICY_ONLY = ("updates_per_iteration", "warmup_iterations", "buffer_size", "batch_size", "critic_warmup_updates",

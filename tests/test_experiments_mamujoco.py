@@ -34,7 +34,7 @@ def test_every_algorithm_gets_the_same_env_steps_and_evaluation_points(algo):
 
 def test_cpu_budget_cuts_the_update_ratio_for_off_policy_algorithms():
     cfg = exp.budget_config("HalfCheetah-2x3", "svnr", "cpu", 3, None)
-    assert cfg.updates_per_iteration == 2 and cfg.warmup_iterations * cfg.num_envs == 2000
+    assert cfg.updates_per_iteration == 2 and cfg.batch_size == 64 and cfg.warmup_iterations * cfg.num_envs == 2000
     full = exp.budget_config("HalfCheetah-2x3", "svnr", "paper", 5, None)
     assert full.updates_per_iteration == full.num_envs  # one update per env step at the paper's scale
 
