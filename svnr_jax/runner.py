@@ -336,20 +336,18 @@ def run(
                                       f"(differs in {diff}); start a new run folder instead")
             save_json(config, cfg_path)
 
-            keys = seed_keys(config)
-            if trainer.sharding is not None:
-                keys = jax.device_put(keys, trainer.sharding)
-            state = trainer.init(keys)
+            state = trainer.init(seed_keys(config))  # [padded seeds]: a multiple of the devices
             start_chunk = 0
-            if resume and manager.latest_step() is not None:
-                state, start_chunk = checkpoint.restore(manager, state, algo=config.algo)
+            if resume and manager.latest_step() is not None:  # checkpoints hold the real seeds only
+                state, start_chunk = checkpoint.restore(manager, trainer.real(state), algo=config.algo)
+                state = trainer.pad(state)
             if progress:
                 total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
                 note = ("no replay buffer: on-policy" if state.buffer is None else
-                        f"replay buffer {buffer / 2**20:.1f} MiB of it; --checkpoint-buffer false leaves it out, "
+                        f"replay buffer {buffer / 2**20 / trainer.padded:.1f} MiB of it; --checkpoint-buffer false leaves it out, "
                         "then a resume is not exact" if config.checkpoint_buffer else
                         "without the replay buffer: a resume is not exact")
-                print(f"checkpoint: {total / 2**20 / config.num_seeds:.1f} MiB per seed ({note}), the newest "
+                print(f"checkpoint: {total / 2**20 / trainer.padded:.1f} MiB per seed ({note}), the newest "
                       f"{config.keep_checkpoints} kept", file=sys.stderr)
             total_chunks = config.iterations // config.chunk_iterations
             writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
@@ -368,7 +366,7 @@ def run(
                         break
                     t0 = time.time()
                     new_state, (metrics, evals) = trainer.chunk(state)
-                    metrics, evals = jax.device_get((metrics, evals))
+                    metrics, evals = trainer.real(jax.device_get((metrics, evals)))  # the padding seeds dropped
                     # non-finite env steps (a NaN action pays a NaN reward) count as non-finite values, and are named
                     # first when a loss turns non-finite at the same iteration (they are the cause)
                     flagged = sorted(m for m in metrics if m.startswith("nonfinite_"))
@@ -395,16 +393,17 @@ def run(
                                    f"stopping. {where}")
                         # the chunk consumed (donated) `state`: return the last good one, from its checkpoint
                         again = seed_keys(config)  # fresh key arrays (the first ones were consumed by init)
-                        fresh = trainer.init(again if trainer.sharding is None else
-                                             jax.device_put(again, trainer.sharding))
+                        fresh = trainer.real(trainer.init(again))
                         state = checkpoint.restore(manager, fresh, algo=config.algo)[0] if last is not None else fresh
+                        state = trainer.pad(state)
                         break
                     state = new_state
                     done = k + 1
                     # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
                     # resume cuts back (never a checkpoint whose rows are missing)
                     writer.write(k * config.chunk_iterations, metrics, evals)
-                    checkpoint.save(manager, done, state, algo=config.algo, meta={"config": to_dict(config)}, skip=skip)
+                    checkpoint.save(manager, done, trainer.real(state), algo=config.algo,
+                                    meta={"config": to_dict(config)}, skip=skip)
                     steps = config.chunk_iterations * env_steps_per_iteration(config) * config.num_seeds
                     rate = steps / (time.time() - t0)
                     ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
@@ -420,7 +419,7 @@ def run(
             finally:
                 writer.close()
                 manager.close()
-            return RunResult(status, state, done, message)
+            return RunResult(status, trainer.real(state), done, message)
 
 
 def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Trainer, TrainState, int]:
@@ -429,10 +428,7 @@ def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Traine
 
     config = load_json(os.path.join(run_dir, "config.json"))
     trainer = make_trainer(config)
-    keys = seed_keys(config)
-    if trainer.sharding is not None:
-        keys = jax.device_put(keys, trainer.sharding)
-    template = jax.eval_shape(trainer.init, keys)
+    template = jax.eval_shape(lambda k: trainer.real(trainer.init(k)), seed_keys(config))
     template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if not checkpoint._is_key(s) else
                             jax.random.wrap_key_data(jnp.zeros(jax.eval_shape(jax.random.key_data,
                                                                               s).shape, jnp.uint32)),

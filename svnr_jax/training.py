@@ -337,10 +337,10 @@ def seed_keys(config: TrainConfig) -> Array:
 
 
 def seed_sharding(num_seeds: int):
-    """A ``NamedSharding`` splitting the leading seed axis over all devices, or ``None`` with one device
-    (or when the seeds do not divide evenly)."""
+    """A ``NamedSharding`` splitting the leading seed axis over all devices, or ``None`` with one device. With
+    several devices the seed axis is padded to a multiple of the device count (:func:`padded_seeds`)."""
     devices = jax.devices()
-    if len(devices) < 2 or num_seeds % len(devices):
+    if len(devices) < 2:
         return None
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -348,40 +348,74 @@ def seed_sharding(num_seeds: int):
     return NamedSharding(mesh, PartitionSpec("seeds"))
 
 
+def padded_seeds(num_seeds: int, num_devices: int | None = None) -> int:
+    """Seeds actually run: ``num_seeds`` rounded up to a multiple of the device count, so that every device gets
+    the same number (the padding seeds repeat the last real seed and are dropped from metrics and checkpoints)."""
+    d = len(jax.devices()) if num_devices is None else num_devices
+    return num_seeds if d < 2 else -(-num_seeds // d) * d
+
+
 class Trainer(NamedTuple):
     """Jitted, seed-vmapped entry points of a run (what the host runner and benchmarks call).
 
+    The state the trainer works on has a leading axis of :attr:`padded` seeds (= ``num_seeds`` on one device; with
+    several, rounded up to a multiple of the device count and sharded over them); :meth:`real` drops the padding
+    (metrics, checkpoints, results), :meth:`pad` restores it (after a checkpoint is read).
+
     Attributes:
       setup: static :class:`Setup`.
-      init: ``keys [seeds] -> TrainState`` (leading ``[seeds]``).
-      chunk: ``TrainState -> (TrainState, (metrics [seeds, C], eval [seeds, C/E]))``.
+      init: ``keys [num_seeds] -> TrainState`` (leading ``[padded]``, placed on the seed sharding).
+      chunk: ``TrainState -> (TrainState, (metrics [padded, C], eval [padded, C/E]))``.
       sharding: the seed sharding or ``None``.
+      num_seeds: the run's seeds. padded: seeds run.
     """
 
     setup: Setup
     init: Callable
     chunk: Callable
     sharding: Any
+    num_seeds: int
+    padded: int
+
+    def real(self, tree: Any) -> Any:
+        """``tree`` (leading ``[padded]``) without the padding seeds: leading ``[num_seeds]``."""
+        if self.padded == self.num_seeds:
+            return tree
+        return jax.tree.map(lambda x: x[:self.num_seeds], tree)
+
+    def pad(self, tree: Any) -> Any:
+        """``tree`` (leading ``[num_seeds]``) padded to ``[padded]`` by repeating the last seed and placed on the
+        seed sharding."""
+        if self.padded != self.num_seeds:
+            extra = self.padded - self.num_seeds
+            tree = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]), tree)
+        return tree if self.sharding is None else jax.device_put(tree, self.sharding)
 
 
 @functools.lru_cache(maxsize=8)
 def make_trainer(config: TrainConfig) -> Trainer:
-    """Jitted ``vmap`` of :func:`init` and :func:`chunk` over seeds, sharded over devices when several.
+    """Jitted ``vmap`` of :func:`init` and :func:`chunk` over seeds, sharded over devices when several (the seeds
+    padded to a multiple of the device count).
 
     Cached per (hashable, frozen) config, so a resumed or re-evaluated run in the same process reuses the
     compiled functions."""
     setup = build(config)
     sharding = seed_sharding(config.num_seeds)
+    padded = padded_seeds(config.num_seeds)
     v_init = jax.vmap(lambda k: init(setup, k))
     v_chunk = jax.vmap(lambda ts: chunk(setup, ts))
     if sharding is None:
-        return Trainer(setup, jax.jit(v_init), jax.jit(v_chunk, donate_argnums=0), None)
-    return Trainer(setup, jax.jit(v_init, in_shardings=sharding, out_shardings=sharding),
-                   jax.jit(v_chunk, in_shardings=sharding, out_shardings=sharding, donate_argnums=0), sharding)
+        return Trainer(setup, jax.jit(v_init), jax.jit(v_chunk, donate_argnums=0), None, config.num_seeds, padded)
+    j_init = jax.jit(v_init, in_shardings=sharding, out_shardings=sharding)
+    j_chunk = jax.jit(v_chunk, in_shardings=sharding, out_shardings=sharding, donate_argnums=0)
+    trainer = Trainer(setup, None, j_chunk, sharding, config.num_seeds, padded)
 
+    def init_padded(keys):
+        return j_init(trainer.pad(keys))
 
+    return trainer._replace(init=init_padded)
 
 
 __all__ = ["Setup", "TrainOutput", "TrainState", "Trainer", "Trajectory", "build", "chunk", "collect", "env_step",
-           "env_steps_per_iteration", "evaluate", "init", "make_train", "make_trainer", "period", "rollout",
-           "seed_keys", "seed_sharding", "train_step", "update"]
+           "env_steps_per_iteration", "evaluate", "init", "make_train", "make_trainer", "padded_seeds", "period",
+           "rollout", "seed_keys", "seed_sharding", "train_step", "update"]

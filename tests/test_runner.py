@@ -179,7 +179,12 @@ def test_checkpoints_without_the_replay_buffer(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "MiB per seed (without the replay buffer" in err
     assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == ["2"]
-    with_buffer = runner.run(tiny(), str(tmp_path / "b"), max_chunks=1, progress=False)
+    with_buffer = runner.run(tiny(buffer_size=65536), str(tmp_path / "b"), max_chunks=1)
+    import re
+
+    per_seed, buffer = map(float, re.search(r"checkpoint: ([\d.]+) MiB per seed \(replay buffer ([\d.]+) MiB",
+                                            capsys.readouterr().err).groups())
+    assert buffer <= per_seed  # the buffer's share per seed (before: all seeds' buffers against one seed's total)
     small = checkpoint.size_bytes(res.state, ("buffer.",))
     assert small < checkpoint.size_bytes(with_buffer.state) / 2
     _, _, state, step = runner.load_run(d)

@@ -105,7 +105,7 @@ def test_seeds_sharded_over_two_host_devices():
                           algo_config=dict(num_particles=4, policy_hidden=(8,), critic_hidden=(8,), gamma=0.0))
         tr = training.make_trainer(cfg)
         assert tr.sharding is not None
-        st, (m, e) = tr.chunk(tr.init(jax.device_put(training.seed_keys(cfg), tr.sharding)))
+        st, (m, e) = tr.chunk(tr.init(training.seed_keys(cfg)))
         leaf = jax.tree.leaves(st.learner.policy_params)[0]
         assert len(leaf.sharding.device_set) == 2, leaf.sharding
         assert np.all(np.isfinite(np.asarray(m["critic_loss"])))
@@ -115,6 +115,41 @@ def test_seeds_sharded_over_two_host_devices():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_seeds_that_do_not_divide_the_devices_are_padded(tmp_path):
+    """3 seeds on 2 devices (before: silently one device): padded to 4, sharded over both; metrics, checkpoints
+    and results hold the 3 real seeds, equal to the same seeds trained unsharded; resume continues exactly."""
+    code = textwrap.dedent(f"""
+        import csv, jax, numpy as np
+        from svnr_jax import runner, training
+        from svnr_jax.config import make_config
+        assert len(jax.devices()) == 2
+        cfg = make_config("maddpg", dict(actor_hidden=(8,), critic_hidden=(8,), gamma=0.0), env="max_of_two",
+                          num_envs=4, iterations=20, eval_every=10, chunk_iterations=10, batch_size=8,
+                          buffer_size=256, warmup_iterations=1, eval_episodes=4, num_seeds=3)
+        tr = training.make_trainer(cfg)
+        assert (tr.num_seeds, tr.padded) == (3, 4)
+        st = tr.init(training.seed_keys(cfg))
+        leaf = jax.tree.leaves(st.learner.actor_params)[0]
+        assert leaf.shape[0] == 4 and len(leaf.sharding.device_set) == 2, leaf.sharding
+        d = r"{tmp_path}/run"
+        part = runner.run(cfg, d, max_chunks=1, progress=False)
+        res = runner.run(cfg, d, resume=True, progress=False)
+        assert res.status == "finished" and jax.tree.leaves(res.state)[0].shape[0] == 3
+        rows = list(csv.DictReader(open(d + "/eval.csv")))
+        assert sorted({{int(r["seed"]) for r in rows}}) == [0, 1, 2] and len(rows) == 6
+        ref = jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg))  # unsharded, no padding
+        got = np.array([[float(r["eval_deterministic"]) for r in rows if int(r["iteration"]) == i] for i in (10, 20)])
+        np.testing.assert_allclose(got, np.asarray(ref.eval["eval_deterministic"]).T, rtol=1e-5, atol=1e-5)
+        _, _, loaded, step = runner.load_run(d)
+        assert step == 2 and jax.tree.leaves(loaded)[0].shape[0] == 3
+        print("OK")
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
