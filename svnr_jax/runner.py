@@ -344,8 +344,8 @@ def run(
             if progress:
                 total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
                 note = ("no replay buffer: on-policy" if state.buffer is None else
-                        f"replay buffer {buffer / 2**20 / trainer.padded:.1f} MiB of it; --checkpoint-buffer false leaves it out, "
-                        "then a resume is not exact" if config.checkpoint_buffer else
+                        f"replay buffer {buffer / 2**20 / trainer.padded:.1f} MiB of it; --checkpoint-buffer false "
+                        "leaves it out, then a resume is not exact" if config.checkpoint_buffer else
                         "without the replay buffer: a resume is not exact")
                 print(f"checkpoint: {total / 2**20 / trainer.padded:.1f} MiB per seed ({note}), the newest "
                       f"{config.keep_checkpoints} kept", file=sys.stderr)
