@@ -4,18 +4,27 @@ For every (M particles, N agents, d action dims) in the grid, with K rounds and 
 
 * ``negotiations_per_s``: B / (run time of one jitted ``vmap``-over-states call of ``negotiate``);
 * ``ratio_vs_scores``: that run time / (K × run time of the batched scores alone, i.e. ``jax.grad`` of
-  the critic w.r.t. u vmapped over particles and states) — the goal is ≤ 1.5, i.e. the kernel
-  machinery costs at most half of the gradients it needs;
+  the critic w.r.t. u vmapped over particles and states). K score evaluations are part of the negotiation,
+  so the ratio is 1 + (kernel machinery and bookkeeping) / (the K score evaluations); the goal (issue 13) is
+  ≤ 1.5, i.e. the kernel costs at most half of the gradients it needs. ``ratio_vs_scores`` divides the
+  fastest calls, ``ratio_vs_scores_median`` the medians;
 * ``speedup_vs_numpy``: time per negotiation of the NumPy reference (``benchmarks/numpy_negotiate.py``,
   run on the first ``--numpy-states`` states of the batch and scaled per negotiation) / the JAX time.
 
-Compile time (``jit(...).lower(...).compile()``) is reported apart from run time; run times are the
-fastest of ``--repeats`` calls after one warm-up call (medians are kept in the JSON too), each ended by
-``block_until_ready``. Before timing, the NumPy reference is checked against ``negotiate`` on a small case.
+Compile time (``jit(...).lower(...).compile()``) is reported apart from run time. After one warm-up call each,
+the negotiation, the scores (and the baseline, below) are timed interleaved, ``--repeats`` rounds of one call
+each, every call ended by ``block_until_ready``: on a shared machine interference hits them alike. Before
+timing, the NumPy reference is checked against ``negotiate`` on a small case.
+
+Before/after: ``--baseline-rev REV`` also times ``negotiate`` as it is at git revision REV (its
+``svnr_jax/kernels.py`` and ``svnr_jax/negotiation.py``, read with ``git show``), interleaved with the current
+code in the same process, and reports its ratio and its largest deviation from the current particles;
+``--baseline-json PATH`` shows the ratios of an earlier results file next to the new ones.
 
 Usage::
 
     python -m benchmarks.negotiate                   # the full grid, writes benchmarks/results/negotiate.json
+    python -m benchmarks.negotiate --baseline-rev 11d8ef5     # ... with the kernels of that commit alongside
     python -m benchmarks.negotiate --quick --out /tmp/n.json
     python -m benchmarks.negotiate --M 64 --N 6 --d 3 --breakdown            # where the time goes
 """
@@ -26,7 +35,11 @@ import argparse
 import json
 import os
 import platform
+import re
+import subprocess
+import sys
 import time
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +58,7 @@ STATE_DIM = 8
 HIDDEN = 64
 ALPHA = 1.0
 STEP_SIZE = 0.05
-BREAKDOWN_UNITLESS = ("ratio_candidate_vs_scores", "candidate_max_abs_diff")
+BREAKDOWN_UNITLESS = ("ratio_direction_vs_scores", "ratio_fixed_bandwidth_vs_scores")
 
 
 # --------------------------------------------------------------------------- the critic (JAX side)
@@ -64,11 +77,14 @@ def log_prob(u: jax.Array, state: jax.Array, params: npn.MLPParams) -> jax.Array
     return critic_q(u, state, params) / ALPHA
 
 
-def make_negotiate_batch(num_rounds: int, step_size: float, topology: str = "nested", tol: float = 0.0) -> Callable:
-    """Jitted ``(params, states [B, S], particles [B, M, N, d]) -> NegotiationResult`` (vmap over states)."""
+def make_negotiate_batch(
+    num_rounds: int, step_size: float, topology: str = "nested", tol: float = 0.0, negotiate_fn: Callable = negotiate
+) -> Callable:
+    """Jitted ``(params, states [B, S], particles [B, M, N, d]) -> NegotiationResult`` (vmap over states);
+    ``negotiate_fn`` replaces ``svnr_jax.negotiate`` (the baseline revision's, see :func:`negotiate_at_revision`)."""
 
     def one(state, parts, params):
-        return negotiate(
+        return negotiate_fn(
             log_prob,
             parts,
             topology=topology,
@@ -97,16 +113,56 @@ def time_jitted(fn: Callable, *args: Any, repeats: int) -> dict[str, float]:
     Returns ``compile_s``, ``run_s`` (the fastest call: the machine may be shared, and interference only
     adds time) and ``run_median_s``.
     """
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))  # warm-up
-    times = []
-    for _ in range(repeats):
+    return time_interleaved({"fn": (fn, args)}, repeats=repeats)["fn"]
+
+
+def time_interleaved(fns: dict[str, tuple[Callable, tuple]], *, repeats: int) -> dict[str, dict[str, float]]:
+    """:func:`time_jitted` for several jitted functions at once: each is compiled and warmed up, then the timed
+    calls alternate between them (``repeats`` rounds of one call each), so that load from other processes
+    affects them alike. Returns ``{name: {compile_s, run_s, run_median_s}}``."""
+    compiled, out = {}, {}
+    for name, (fn, args) in fns.items():
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "run_s": float(np.min(times)), "run_median_s": float(np.median(times))}
+        compiled[name] = fn.lower(*args).compile()
+        out[name] = {"compile_s": time.perf_counter() - t0}
+        jax.block_until_ready(compiled[name](*args))  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (_, args) in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled[name](*args))
+            times[name].append(time.perf_counter() - t0)
+    for name, ts in times.items():
+        out[name].update(run_s=float(np.min(ts)), run_median_s=float(np.median(ts)))
+    return out
+
+
+def negotiate_at_revision(rev: str) -> Callable:
+    """``negotiate`` as of git revision ``rev``: that revision's ``svnr_jax/kernels.py`` and
+    ``svnr_jax/negotiation.py`` (read with ``git show``, nothing checked out), loaded as private modules next to
+    the current package (the rest of ``svnr_jax`` is shared)."""
+    root = Path(__file__).resolve().parent.parent
+    tag = re.sub(r"\W", "_", rev)
+
+    def module(path: str, name: str, replace: tuple[str, str] | None = None) -> types.ModuleType:
+        text = subprocess.run(
+            ["git", "-C", str(root), "show", f"{rev}:{path}"], capture_output=True, text=True, check=True
+        ).stdout
+        if replace:
+            text = text.replace(*replace)
+        mod = types.ModuleType(name)
+        mod.__file__ = f"{rev}:{path}"
+        sys.modules[name] = mod
+        exec(compile(text, mod.__file__, "exec"), mod.__dict__)
+        return mod
+
+    kernels = module("svnr_jax/kernels.py", f"_baseline_kernels_{tag}")
+    negotiation = module(
+        "svnr_jax/negotiation.py",
+        f"_baseline_negotiation_{tag}",
+        ("from svnr_jax.kernels import", f"from {kernels.__name__} import"),
+    )
+    return negotiation.negotiate
 
 
 def time_numpy(fn: Callable, repeats: int) -> dict[str, float]:
@@ -201,13 +257,21 @@ def bench_one(
     numpy_repeats: int,
     topology: str,
     seed: int,
+    baseline: Callable | None = None,
 ) -> dict[str, Any]:
     params, states, particles = make_problem(seed, batch, m, n, d)
     jparams = jax.tree.map(jnp.asarray, params)
     jstates, jparts = jnp.asarray(states), jnp.asarray(particles)
+    args = (jparams, jstates, jparts)
 
-    neg = time_jitted(make_negotiate_batch(num_rounds, STEP_SIZE, topology), jparams, jstates, jparts, repeats=repeats)
-    sco = time_jitted(make_score_batch(), jparams, jstates, jparts, repeats=repeats)
+    fns = {
+        "negotiate": (make_negotiate_batch(num_rounds, STEP_SIZE, topology), args),
+        "scores": (make_score_batch(), args),
+    }
+    if baseline is not None:
+        fns["baseline"] = (make_negotiate_batch(num_rounds, STEP_SIZE, topology, negotiate_fn=baseline), args)
+    timed = time_interleaved(fns, repeats=repeats)
+    neg, sco = timed["negotiate"], timed["scores"]
 
     mask = topology_mask(topology, n)
     nb = min(numpy_states, batch)
@@ -219,7 +283,7 @@ def bench_one(
     )
     jax_per_neg = neg["run_s"] / batch
     numpy_per_neg = np_s["run_s"] / nb
-    return {
+    row = {
         "M": m,
         "N": n,
         "d": d,
@@ -233,63 +297,34 @@ def bench_one(
         "score_run_s": sco["run_s"],
         "score_run_median_s": sco["run_median_s"],
         "ratio_vs_scores": neg["run_s"] / (num_rounds * sco["run_s"]),
+        "ratio_vs_scores_median": neg["run_median_s"] / (num_rounds * sco["run_median_s"]),
         "numpy_states": nb,
         "numpy_run_s": np_s["run_s"],
         "numpy_run_median_s": np_s["run_median_s"],
         "numpy_negotiations_per_s": 1.0 / numpy_per_neg,
         "speedup_vs_numpy": numpy_per_neg / jax_per_neg,
     }
+    if baseline is not None:
+        base = timed["baseline"]
+        ours = fns["negotiate"][0](*args).particles
+        theirs = fns["baseline"][0](*args).particles
+        row.update(
+            baseline_run_s=base["run_s"],
+            baseline_run_median_s=base["run_median_s"],
+            baseline_ratio_vs_scores=base["run_s"] / (num_rounds * sco["run_s"]),
+            baseline_ratio_vs_scores_median=base["run_median_s"] / (num_rounds * sco["run_median_s"]),
+            speedup_vs_baseline_median=base["run_median_s"] / neg["run_median_s"],
+            baseline_particles_max_abs_diff=float(jnp.max(jnp.abs(ours - theirs))),
+        )
+    return row
 
 
 # --------------------------------------------------------------------------- profiling one round
-# Candidate implementations measured by ``--breakdown`` to explain where the time goes and what a faster
-# kernel could gain. They are NOT used by the library; ``svnr_jax/kernels.py`` is the implementation.
 
 
-def candidate_median_general(sq: jax.Array) -> jax.Array:
-    """``jnp.median`` over the last two axes of non-negative ``sq [..., M, L]``, sorting int32 bit patterns
-    (the order of non-negative floats) instead of floats: a drop-in for ``median_bandwidth``'s median."""
-    bits = jax.lax.bitcast_convert_type(sq.reshape(*sq.shape[:-2], -1), jnp.int32)
-    flat = jax.lax.bitcast_convert_type(jnp.sort(bits, axis=-1), sq.dtype)
-    n = flat.shape[-1]
-    return 0.5 * (flat[..., (n - 1) // 2] + flat[..., n // 2])
-
-
-def candidate_median_sym(sq: jax.Array) -> jax.Array:
-    """Median over all M² entries of symmetric, zero-diagonal ``sq [..., M, M]`` (same value as jnp.median).
-
-    Two changes from ``jnp.median``: (1) the sorted M² entries are M zeros followed by every strict-upper-
-    triangle value twice, so only the M(M-1)/2 upper-triangle values are sorted; (2) they are sorted as
-    int32 bit patterns, whose order equals the float order for x >= 0, which avoids the NaN-aware float
-    comparator of ``jnp.sort`` (about 4x slower on XLA:CPU).
-    """
-    m = sq.shape[-1]
-    rows, cols = np.triu_indices(m, 1)
-    bits = jax.lax.bitcast_convert_type(sq[..., rows, cols], jnp.int32)
-    upper = jax.lax.bitcast_convert_type(jnp.sort(bits, axis=-1), sq.dtype)
-
-    def order_stat(p):  # p-th smallest (0-based) of all M² entries
-        return jnp.zeros(sq.shape[:-2], sq.dtype) if p < m else upper[..., (p - m) // 2]
-
-    return 0.5 * (order_stat((m * m - 1) // 2) + order_stat((m * m) // 2))
-
-
-def candidate_direction(u: jax.Array, scores: jax.Array, mask: jax.Array) -> jax.Array:
-    """``masked_svgd_direction`` rewritten: [N, M, L] kernel layout, :func:`candidate_median_sym`, and the
-    repulsion by ``Σ_m k (u_l - y_m) = u_l Σ_m k - Σ_m k y_m`` folded into the drive's contraction."""
-    m = u.shape[0]
-    diff = u[None] - u[:, None]
-    sq = jnp.einsum("mlj,ij->iml", jnp.sum(diff * diff, -1), mask.astype(u.dtype))  # [N, M, L]
-    h = jnp.maximum(candidate_median_sym(sq) / jnp.log(m + 1.0), 1e-3)
-    k = jnp.exp(-sq / h[:, None, None])
-    two_over_h = (2.0 / h)[None, :, None]
-    drive_and_pull = jnp.einsum("iml,mid->lid", k, scores - two_over_h * u)
-    return (drive_and_pull + two_over_h * jnp.sum(k, axis=1).T[:, :, None] * u) / m
-
-
-def make_scan_batch(direction_fn: Callable, num_rounds: int, step_size: float, mask: jax.Array) -> Callable:
+def make_scan_batch(direction_fn: Callable, num_rounds: int, step_size: float, mask: Any) -> Callable:
     """K plain Jacobi rounds ``u += ε direction(u, scores(u))`` in a scan, vmapped over states (no diagnostics,
-    no convergence check, no final extra evaluation)."""
+    no convergence check, no non-finite guard)."""
     score = jax.vmap(jax.grad(log_prob), in_axes=(0, None, None))
 
     def one(state, u, params):
@@ -301,69 +336,78 @@ def make_scan_batch(direction_fn: Callable, num_rounds: int, step_size: float, m
     return jax.jit(lambda params, states, particles: jax.vmap(one, in_axes=(0, 0, None))(states, particles, params))
 
 
+def set_sq_dists(u: jax.Array, mask: np.ndarray) -> jax.Array:
+    """``[N, M, M]`` squared distances on each agent's negotiation-set coordinates (what the kernel builds)."""
+    per_agent = jnp.sum((u[None, :, :, :] - u[:, None, :, :]) ** 2, axis=-1)  # [M, M, N]
+    return jnp.einsum("mlj,ij->iml", per_agent, jnp.asarray(mask, u.dtype))
+
+
 def breakdown(
     m: int, n: int, d: int, *, batch: int, num_rounds: int, repeats: int, topology: str, seed: int
 ) -> dict[str, Any]:
-    """Fastest-of-``repeats`` run times (s) of the pieces of one round on the batch, and of K-round scans
-    with the library's direction and with :func:`candidate_direction`; plus the candidate's max abs
-    deviation from ``negotiate``'s particles."""
+    """Run times (s, fastest of ``repeats``, interleaved) of the pieces of one round on the batch, and of
+    K-round scans with the library's direction, with a fixed bandwidth (no median) and with the scores alone."""
     params, states, particles = make_problem(seed, batch, m, n, d)
-    jparams = jax.tree.map(jnp.asarray, params)
-    jstates, jparts = jnp.asarray(states), jnp.asarray(particles)
-    mask = jnp.asarray(topology_mask(topology, n))
-    scores = make_score_batch()(jparams, jstates, jparts)
-
-    def sq_dists(u):
-        diff = u[None] - u[:, None]
-        return jnp.einsum("mlj,ij->iml", jnp.sum(diff * diff, -1), mask.astype(u.dtype))  # [N, M, L]
-
-    sq = jax.jit(jax.vmap(sq_dists))(jparts)
-    library_direction = lambda u, s, mk: masked_svgd_direction(u, s, mk)
+    args = (jax.tree.map(jnp.asarray, params), jnp.asarray(states), jnp.asarray(particles))
+    jparts = args[2]
+    mask = topology_mask(topology, n)
+    scores = make_score_batch()(*args)
+    sq = jax.jit(jax.vmap(lambda u: set_sq_dists(u, mask)))(jparts)
+    direction = lambda u, s, mk: masked_svgd_direction(u, s, mk)  # noqa: E731
+    fixed_bandwidth = lambda u, s, mk: masked_svgd_direction(u, s, mk, bandwidth=1.0)  # noqa: E731
     pieces = {
-        "scores": (make_score_batch(), (jparams, jstates, jparts)),
+        "scores": (make_score_batch(), args),
         "direction": (jax.jit(jax.vmap(lambda u, s: masked_svgd_direction(u, s, mask))), (jparts, scores)),
         "direction_fixed_bandwidth": (
             jax.jit(jax.vmap(lambda u, s: masked_svgd_direction(u, s, mask, bandwidth=1.0))),
             (jparts, scores),
         ),
-        "sq_dists": (jax.jit(jax.vmap(sq_dists)), (jparts,)),
-        "median_bandwidth": (jax.jit(jax.vmap(lambda q: median_bandwidth(q, m))), (sq,)),
-        "candidate_median_general": (jax.jit(jax.vmap(candidate_median_general)), (sq,)),
-        "candidate_median_sym": (jax.jit(jax.vmap(candidate_median_sym)), (sq,)),
-        "candidate_direction": (jax.jit(jax.vmap(lambda u, s: candidate_direction(u, s, mask))), (jparts, scores)),
-        "negotiate_K": (make_negotiate_batch(num_rounds, STEP_SIZE, topology), (jparams, jstates, jparts)),
-        "scan_library_direction_K": (
-            make_scan_batch(library_direction, num_rounds, STEP_SIZE, mask),
-            (jparams, jstates, jparts),
-        ),
-        "scan_candidate_direction_K": (
-            make_scan_batch(candidate_direction, num_rounds, STEP_SIZE, mask),
-            (jparams, jstates, jparts),
-        ),
+        "median_bandwidth": (jax.jit(jax.vmap(lambda q: median_bandwidth(q, m, symmetric=True))), (sq,)),
+        "negotiate_K": (make_negotiate_batch(num_rounds, STEP_SIZE, topology), args),
+        "scan_direction_K": (make_scan_batch(direction, num_rounds, STEP_SIZE, mask), args),
+        "scan_fixed_bandwidth_K": (make_scan_batch(fixed_bandwidth, num_rounds, STEP_SIZE, mask), args),
+        "scan_scores_only_K": (make_scan_batch(lambda u, s, mk: s, num_rounds, STEP_SIZE, mask), args),
     }
-    out: dict[str, Any] = {
-        name: time_jitted(fn, *args, repeats=repeats)["run_s"] for name, (fn, args) in pieces.items()
-    }
-    out["ratio_candidate_vs_scores"] = out["scan_candidate_direction_K"] / (num_rounds * out["scores"])
-    ref = make_negotiate_batch(num_rounds, STEP_SIZE, topology)(jparams, jstates, jparts).particles
-    cand = make_scan_batch(candidate_direction, num_rounds, STEP_SIZE, mask)(jparams, jstates, jparts)
-    out["candidate_max_abs_diff"] = float(jnp.max(jnp.abs(ref - cand)))
+    timed = time_interleaved(pieces, repeats=repeats)
+    out: dict[str, Any] = {name: t["run_s"] for name, t in timed.items()}
+    out["ratio_direction_vs_scores"] = out["direction"] / out["scores"]
+    out["ratio_fixed_bandwidth_vs_scores"] = out["direction_fixed_bandwidth"] / out["scores"]
     return out
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
+def format_table(rows: Sequence[dict[str, Any]], baseline: dict[tuple[int, int, int], dict] | None = None) -> str:
+    """The results table; with a baseline (``--baseline-rev`` rows carry one, ``--baseline-json`` passes one)
+    a column ``before -> after`` of the median-based ratio."""
+    has_before = baseline is not None or any("baseline_ratio_vs_scores_median" in r for r in rows)
     head = (
         f"{'M':>3} {'N':>2} {'d':>2} | {'compile s':>9} {'run ms':>9} {'negot/s':>10} | {'score ms':>8} "
-        f"{'ratio/K·score':>13} | {'numpy negot/s':>13} {'vs numpy':>8}"
+        f"{'ratio min/med':>13}"
+        + (f" {'before -> after (med)':>22}" if has_before else "")
+        + f" | {'numpy negot/s':>13} {'vs numpy':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(
-            f"{r['M']:>3} {r['N']:>2} {r['d']:>2} | {r['compile_s']:>9.2f} {1e3 * r['run_s']:>9.2f} "
-            f"{r['negotiations_per_s']:>10.0f} | {1e3 * r['score_run_s']:>8.3f} {r['ratio_vs_scores']:>13.2f} | "
-            f"{r['numpy_negotiations_per_s']:>13.1f} {r['speedup_vs_numpy']:>7.1f}x"
+        line = (
+            f"{r['M']:>3} {r['N']:>2} {r['d']:>2} | {r['compile_s']:>9.2f} {1e3 * r['run_median_s']:>9.2f} "
+            f"{r['batch'] / r['run_median_s']:>10.0f} | {1e3 * r['score_run_median_s']:>8.3f} "
+            f"{r['ratio_vs_scores']:>6.2f}/{r['ratio_vs_scores_median']:<6.2f}"
         )
+        if has_before:
+            before = r.get("baseline_ratio_vs_scores_median")
+            if before is None and baseline is not None:
+                old = baseline.get((r["M"], r["N"], r["d"]))
+                before = None if old is None else old.get("ratio_vs_scores_median", old.get("ratio_vs_scores"))
+            text = "n/a" if before is None else f"{before:.2f} -> {r['ratio_vs_scores_median']:.2f}"
+            line += f" {text:>22}"
+        line += f" | {r['numpy_negotiations_per_s']:>13.1f} {r['speedup_vs_numpy']:>7.1f}x"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def load_baseline_json(path: Path) -> dict[tuple[int, int, int], dict]:
+    """Rows of an earlier results file, keyed by (M, N, d)."""
+    rows = json.loads(Path(path).read_text())["results"]
+    return {(r["M"], r["N"], r["d"]): r for r in rows}
 
 
 def _grid_point(text: str) -> tuple[int, int, int]:
@@ -383,7 +427,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=256, help="states per batch (default 256)")
     p.add_argument("--topology", default="nested", choices=TOPOLOGIES, help="negotiation topology (default nested)")
     p.add_argument(
-        "--repeats", type=int, default=5, help="timed JAX calls per measurement; fastest reported (default 5)"
+        "--repeats", type=int, default=5, help="timed JAX calls per measurement; fastest and median kept (default 5)"
     )
     p.add_argument(
         "--numpy-states",
@@ -402,8 +446,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_grid_point,
         default=None,
         metavar="M,N,d",
-        help="also time the pieces of one round (scores, directions, median) and candidate rewrites;\n"
+        help="also time the pieces of one round (scores, directions, median, K-round scans);\n"
         "with no value at every grid point, else only at the given points, e.g. --breakdown 16,2,3 64,6,3",
+    )
+    p.add_argument(
+        "--baseline-rev",
+        default=None,
+        metavar="REV",
+        help="also time negotiate as of this git revision (its kernels.py and negotiation.py), interleaved",
+    )
+    p.add_argument(
+        "--baseline-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="an earlier results JSON whose ratios are shown as 'before' (rows matched on M, N, d)",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
@@ -420,6 +477,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _git_revision(rev: str | None = None) -> str | None:
+    """``git describe --always --dirty`` of the checkout, or ``git rev-parse --short rev`` (None outside git)."""
+    command = ["describe", "--always", "--dirty"] if rev is None else ["rev-parse", "--short", rev]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent.parent), *command],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device = device_info()  # before the runs: the load average says whether others share the machine
@@ -427,8 +499,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"NumPy reference vs negotiate (small case): {check}")
     if check["particles_max_abs_diff"] > 1e-4:
         raise RuntimeError(f"NumPy reference disagrees with negotiate: {check}")
+    baseline_fn = None if args.baseline_rev is None else negotiate_at_revision(args.baseline_rev)
+    baseline_rows = None if args.baseline_json is None else load_baseline_json(args.baseline_json)
 
     rows = []
+    print(format_table([], baseline_rows if baseline_fn is None else {}), flush=True)
     for m in args.M:
         for n in args.N:
             for d in args.d:
@@ -443,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     numpy_repeats=args.numpy_repeats,
                     topology=args.topology,
                     seed=args.seed,
+                    baseline=baseline_fn,
                 )
                 if args.breakdown is not None and (not args.breakdown or (m, n, d) in args.breakdown):
                     row["breakdown"] = breakdown(
@@ -456,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         seed=args.seed,
                     )
                 rows.append(row)
-                print(format_table([row]).splitlines()[-1], flush=True)
+                print(format_table([row], baseline_rows).splitlines()[-1], flush=True)
                 if "breakdown" in row:
                     bd = row["breakdown"]
                     ms = ", ".join(f"{k}={1e3 * v:.2f}" for k, v in bd.items() if k not in BREAKDOWN_UNITLESS)
@@ -482,9 +558,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seed": args.seed,
             "quick": args.quick,
             "timing": (
-                "compile = lower+compile; run = fastest of repeats after a warm-up, block_until_ready"
-                " (medians kept as *_median_s)"
+                "compile = lower+compile; after a warm-up each, negotiate / scores (/ baseline) timed interleaved,"
+                " block_until_ready; run = fastest of repeats, *_median_s = median"
             ),
+            "revision": _git_revision(),
+            "baseline_rev": args.baseline_rev,
+            "baseline_commit": None if args.baseline_rev is None else _git_revision(args.baseline_rev),
+            "baseline_json": None if args.baseline_json is None else str(args.baseline_json),
             "numpy_scaling": "NumPy runs on numpy_states states; its time is divided by that count",
         },
         "numpy_check": check,
@@ -498,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"batch={args.batch}, topology={args.topology}; NumPy on {min(args.numpy_states, args.batch)} states; "
         f"load average at start/end {device.get('loadavg_1_5_15_at_start')} / {device.get('loadavg_1_5_15_at_end')}"
     )
-    print(format_table(rows))
+    print(format_table(rows, baseline_rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

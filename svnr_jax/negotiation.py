@@ -192,7 +192,7 @@ def _check_positive_scalar(name: str, value: Any, *, allow_zero: bool) -> None:
 def _negotiate_jit(
     log_prob_fn, mask_key, num_rounds, order, squash, auto_bandwidth, particles, step_size, tol, bw, args
 ):
-    mask = jnp.asarray(np.array(mask_key, dtype=bool))
+    mask = np.array(mask_key, dtype=bool)  # concrete: the kernel sums each negotiation set's blocks statically
     n = mask.shape[0]
     bandwidth = None if auto_bandwidth else bw
 

@@ -3,6 +3,7 @@ well-formed JSON."""
 
 import json
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -70,13 +71,16 @@ def test_numpy_directions_match_kernels():
 
 
 @pytest.mark.parametrize("m", [2, 5, 8])
-def test_candidate_medians_equal_jnp_median(m):
+def test_breakdown_distances_and_median_match_jnp(m):
+    """The distances the breakdown times are the kernel's, and their median is ``jnp.median``'s."""
     u = jax.random.normal(jax.random.key(m), (m, 3, 2))
-    diff = u[None] - u[:, None]
-    sq = jnp.einsum("mlj,ij->iml", jnp.sum(diff * diff, -1), jnp.asarray(topology_mask("nested", 3), jnp.float32))
-    want = np.asarray(jnp.median(sq.reshape(3, -1), axis=-1))
-    np.testing.assert_array_equal(np.asarray(jax.jit(bench.candidate_median_sym)(sq)), want)
-    np.testing.assert_array_equal(np.asarray(jax.jit(bench.candidate_median_general)(sq)), want)
+    mask = topology_mask("nested", 3)
+    sq = bench.set_sq_dists(u, mask)
+    per_agent = np.sum((np.asarray(u)[None] - np.asarray(u)[:, None]) ** 2, axis=-1)  # [M, M, N]
+    np.testing.assert_allclose(sq, np.einsum("mlj,ij->iml", per_agent, mask.astype(np.float32)), rtol=1e-6, atol=1e-7)
+    want = np.maximum(np.asarray(jnp.median(sq.reshape(3, -1), axis=-1)) / np.log(m + 1.0), 1e-3)
+    got = jax.jit(jax.vmap(lambda q: bench.median_bandwidth(q, m, symmetric=True)))(sq)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_quick_grid_writes_json(tmp_path):
@@ -92,7 +96,24 @@ def test_quick_grid_writes_json(tmp_path):
         assert math.isfinite(row[field]) and row[field] > 0, (field, row[field])
     for name, value in row["breakdown"].items():
         assert math.isfinite(value) and value >= 0, (name, value)
-    assert row["breakdown"]["candidate_max_abs_diff"] < 1e-4
+    assert row["ratio_vs_scores_median"] > 0
+
+
+def test_baseline_revision_runs_interleaved_and_agrees(tmp_path):
+    """--baseline-rev loads negotiate from a git revision (HEAD here) and times it next to the current code;
+    both move the particles alike (the kernel changes only float32 rounding)."""
+    import subprocess
+
+    root = Path(bench.__file__).resolve().parent.parent
+    if subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    out = tmp_path / "negotiate.json"
+    result = bench.main(["--quick", "--baseline-rev", "HEAD", "--out", str(out)])
+    (row,) = result["results"]
+    assert row["baseline_particles_max_abs_diff"] < 1e-4
+    assert row["baseline_ratio_vs_scores_median"] > 0 and row["speedup_vs_baseline_median"] > 0
+    again = bench.main(["--quick", "--baseline-json", str(out), "--out", str(tmp_path / "again.json")])
+    assert again["config"]["baseline_json"] == str(out)
 
 
 def test_cli_rejects_bad_grid():
