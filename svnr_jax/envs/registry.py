@@ -13,15 +13,30 @@ from typing import Any
 
 from svnr_jax.envs.base import Env
 
-_REGISTRY: dict[str, tuple[Callable[..., Env], dict[str, Any]]] = {}
+_REGISTRY: dict[str, tuple[Callable[..., Env], dict[str, Any] | Callable[[], dict[str, Any]]]] = {}
 
 
-def register(name: str, constructor: Callable[..., Env], defaults: dict[str, Any] | None = None) -> None:
+def register(
+    name: str,
+    constructor: Callable[..., Env],
+    defaults: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+) -> None:
     """Register ``constructor(**config)`` under ``name``. ``defaults`` lists every accepted config key
-    (``make`` rejects any other key). Re-registering a name replaces it."""
+    (``make`` rejects any other key); it may be a function returning them, called once when they are first
+    needed, so that an env family with a heavy import (MaMuJoCo: MJX) is only imported when one of its envs is
+    made. Re-registering a name replaces it."""
     if defaults is None:
         defaults = constructor.default_config() if hasattr(constructor, "default_config") else {}
-    _REGISTRY[name] = (constructor, dict(defaults))
+    _REGISTRY[name] = (constructor, defaults if callable(defaults) else dict(defaults))
+
+
+def _entry(name: str) -> tuple[Callable[..., Env], dict[str, Any]]:
+    """The constructor and default config of a registered name (lazy defaults resolved here, once)."""
+    constructor, defaults = _REGISTRY[name]
+    if callable(defaults):
+        defaults = dict(defaults())
+        _REGISTRY[name] = (constructor, defaults)
+    return constructor, defaults
 
 
 def _user_env(name: str) -> tuple[Callable[..., Env], dict[str, Any] | None]:
@@ -58,7 +73,7 @@ def env_defaults(name: str) -> dict[str, Any]:
         defaults = _user_env(name)[1]
         return {} if defaults is None else defaults
     _check_name(name)
-    return dict(_REGISTRY[name][1])
+    return dict(_entry(name)[1])
 
 
 def make(name: str, **config: Any) -> Env:
@@ -76,7 +91,7 @@ def make(name: str, **config: Any) -> Env:
             raise ValueError(f"env {name!r} returned a {type(env).__name__}, not an svnr_jax.envs.base.Env")
         return env
     _check_name(name)
-    constructor, defaults = _REGISTRY[name]
+    constructor, defaults = _entry(name)
     unknown = sorted(set(config) - set(defaults))
     if unknown:
         raise ValueError(

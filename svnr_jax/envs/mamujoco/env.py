@@ -44,7 +44,6 @@ import contextlib
 import copy
 import inspect
 import math
-import sys
 import warnings
 from typing import Any
 
@@ -54,13 +53,13 @@ import mujoco
 import numpy as np
 from flax import struct
 
-with contextlib.redirect_stdout(sys.stderr):  # mujoco.mjx reports its missing optional GPU backend (warp) on stdout
-    from mujoco import mjx
-
 from svnr_jax.envs.base import Env, EnvSpec, State
 from svnr_jax.envs.mamujoco import mjx_patches
+from svnr_jax.envs.mamujoco._mjx_import import import_mjx
 from svnr_jax.envs.mamujoco.graph import FeatureLayout
 from svnr_jax.envs.mamujoco.tasks import TASKS, TaskDef
+
+mjx = import_mjx()  # mujoco.mjx, without its messages about the optional warp backend on stdout
 
 Array = jax.Array
 

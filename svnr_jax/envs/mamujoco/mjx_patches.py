@@ -43,9 +43,14 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-from mujoco.mjx._src import collision_driver, collision_primitive, scan
-from mujoco.mjx._src import forward as mjx_forward
-from mujoco.mjx._src.types import GeomType, JointType
+
+from svnr_jax.envs.mamujoco._mjx_import import import_mjx
+
+import_mjx()  # load mujoco.mjx quietly (its warp-backend messages) before importing its submodules
+
+from mujoco.mjx._src import collision_driver, collision_primitive, scan  # noqa: E402
+from mujoco.mjx._src import forward as mjx_forward  # noqa: E402
+from mujoco.mjx._src.types import GeomType, JointType  # noqa: E402
 
 _PLANE_CAPSULE = (GeomType.PLANE, GeomType.CAPSULE)
 #: below this projected-axis length the capsule counts as exactly vertical (C: ``mjMINVAL`` in float64;
