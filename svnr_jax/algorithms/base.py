@@ -249,7 +249,14 @@ def per_agent(tx: optax.GradientTransformation) -> optax.GradientTransformation:
 
 def temperature_schedule(kind: str, init: float, end: float, anneal_iterations: float) -> optax.Schedule:
     """An optax schedule of the temperature α over training iterations: ``constant`` (``init``),
-    ``linear`` or ``exponential`` from ``init`` to ``end``, reached after ``anneal_iterations`` and held."""
+    ``linear`` or ``exponential`` from ``init`` to ``end``, reached after ``anneal_iterations`` and held.
+
+    ``init``, ``end`` and ``anneal_iterations`` may be traced scalars (a hyperparameter sweep as one program,
+    :mod:`svnr_jax.sweep`): then the same formulas are written out without optax's Python-side checks."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown temperature schedule {kind!r}; allowed: {list(SCHEDULES)}")
+    if not all(isinstance(v, int | float) for v in (init, end, anneal_iterations)):
+        return _traced_schedule(kind, init, end, anneal_iterations)
     steps = max(anneal_iterations, 1.0)
     if kind != "constant" and not (init > 0 and end > 0):
         raise ValueError(f"temperature schedule {kind!r} needs init and end > 0, got {init!r} and {end!r}")
@@ -257,9 +264,23 @@ def temperature_schedule(kind: str, init: float, end: float, anneal_iterations: 
         return optax.constant_schedule(init)
     if kind == "linear":
         return optax.linear_schedule(init, end, steps)
-    if kind == "exponential":
-        return optax.exponential_decay(init, steps, end / init, end_value=end)
-    raise ValueError(f"unknown temperature schedule {kind!r}; allowed: {list(SCHEDULES)}")
+    return optax.exponential_decay(init, steps, end / init, end_value=end)
+
+
+def _traced_schedule(kind: str, init: Any, end: Any, anneal_iterations: Any) -> optax.Schedule:
+    """:func:`temperature_schedule` for traced values (the values were checked concretely beforehand)."""
+    steps = jnp.maximum(anneal_iterations, 1.0)
+    if kind == "constant":
+        return lambda count: init * jnp.ones_like(jnp.asarray(count, jnp.float32))
+    if kind == "linear":
+        return lambda count: (init - end) * (1.0 - jnp.clip(count, 0.0, steps) / steps) + end
+    rate = end / init
+
+    def exponential(count):
+        decayed = jnp.where(count <= 0, init, init * jnp.power(rate, count / steps))
+        return jnp.where(rate < 1.0, jnp.maximum(decayed, end), jnp.minimum(decayed, end))
+
+    return exponential
 
 
 # ------------------------------------------------------------------------------------------ registry

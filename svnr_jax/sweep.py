@@ -1,0 +1,235 @@
+"""Hyperparameter sweeps as one compiled program: a grid of an algorithm's shape-free hyperparameters × seeds.
+
+The hyperparameters named in the grid become traced inputs: the agent is built inside the traced function from a
+config whose swept fields hold tracers, so every grid point and seed runs in ONE jitted, vmapped program
+(compiled once; sharded over devices, padded to a multiple of them). Which fields can be swept is decided by
+tracing, not by a list: a float field of the algorithm's config is sweepable unless the algorithm uses its value in
+Python (a branch, a NumPy constant); such fields, and int/bool/str/tuple fields (sizes, particle counts, modes:
+they change shapes or the program), are refused with a message saying why — run them as separate programs.
+
+    grid = parse_grid(["policy_lr=1e-4,3e-4,1e-3", "alpha_min=0.05,0.1"])
+    res = run_sweep(preset("max_of_three", "svnr", num_seeds=10), grid, out_dir="runs/sweep")
+
+Every grid point uses the same seed keys (``training.seed_keys``: common random numbers across points). Results
+per point: the final in-scan evaluation of the algorithm's test mode per seed, its IQM with a 95 % bootstrap CI,
+mean ± std; ``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from svnr_jax import training
+from svnr_jax.algorithms.base import get_algorithm
+from svnr_jax.config import TrainConfig, validate
+from svnr_jax.envs import make
+from svnr_jax.envs.wrappers import RescaleActions, wrap_for_training
+from svnr_jax.stats import summarize
+
+
+def parse_grid(items: list[str]) -> dict[str, tuple[float, ...]]:
+    """``["name=v1,v2", ...]`` → ``{name: (v1, v2)}``; a clear ``ValueError`` for a malformed item."""
+    grid: dict[str, tuple[float, ...]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"bad grid item {item!r}: expected name=value1,value2,...")
+        try:
+            vals = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            raise ValueError(f"bad grid item {item!r}: values must be numbers") from None
+        if name in grid:
+            raise ValueError(f"grid field {name!r} given twice")
+        grid[name.strip()] = vals
+    if not grid:
+        raise ValueError("empty grid: give at least one name=value1,value2,...")
+    return grid
+
+
+def grid_points(grid: dict[str, tuple[float, ...]]) -> list[dict[str, float]]:
+    """The Cartesian product of the grid, in order (the last field varies fastest)."""
+    names = list(grid)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _setup(config: TrainConfig, base_env, algo_config) -> training.Setup:
+    """A :class:`training.Setup` with an agent built from ``algo_config`` (whose fields may hold tracers; it was
+    checked with concrete values before)."""
+    _, agent_cls = get_algorithm(config.algo)
+    agent = agent_cls(base_env.spec, algo_config, config.iterations)
+    return training.Setup(config, wrap_for_training(base_env, config.num_envs), RescaleActions(base_env), agent)
+
+
+def check_grid(config: TrainConfig, grid: dict[str, tuple[float, ...]]) -> list[str]:
+    """Validate a grid for ``config``: every field exists in the algorithm's config, is a float field, can be
+    traced (the algorithm does not use its value in Python), and every point is a valid config.
+
+    Returns:
+      the swept field names, in grid order.
+    Raises:
+      ValueError: naming the field or point and why.
+    """
+    validate(config)
+    ac = config.algo_config
+    fields = {f.name: f for f in dataclasses.fields(ac)}
+    for name in grid:
+        if name not in fields:
+            raise ValueError(f"{name!r} is not a field of {config.algo}'s config; fields: {sorted(fields)}")
+        value = getattr(ac, name)
+        if not isinstance(value, float):
+            raise ValueError(f"{config.algo}'s {name}={value!r} is of type {type(value).__name__}: it changes shapes "
+                             "or the program's structure, so it cannot be a traced value in one program; run one "
+                             "sweep per value instead")
+    for point in grid_points(grid):
+        try:
+            validate(dataclasses.replace(config, algo_config=dataclasses.replace(ac, **point)))
+        except ValueError as e:
+            raise ValueError(f"grid point {point}: {e}") from None
+    base_env = make(config.env, **config.env_kwargs)
+    for name in grid:  # a field the algorithm reads in Python cannot be traced: find out by tracing
+        def one(v, key, name=name):
+            setup = _setup(config, base_env, dataclasses.replace(ac, **{name: v}))
+            return training.period(setup, training.init(setup, key))[0].iteration
+
+        try:
+            jax.eval_shape(one, jnp.float32(getattr(ac, name)), jax.random.key(0))
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+                jax.errors.TracerArrayConversionError, jax.errors.TracerIntegerConversionError) as e:
+            raise ValueError(f"{config.algo}'s {name} is used in Python by the algorithm (not a traced value: "
+                             f"{type(e).__name__}); sweep it as separate programs") from None
+    return list(grid)
+
+
+def make_sweep(config: TrainConfig, names: list[str]):
+    """Jitted ``init(values [R, F], keys [R]) -> TrainState`` and ``chunk(values, state) -> (state, (metrics,
+    evals))``, vmapped over R = points × seeds rows (F = swept fields, in ``names`` order)."""
+    base_env = make(config.env, **config.env_kwargs)
+
+    def setup_for(vals):
+        return _setup(config, base_env, dataclasses.replace(config.algo_config,
+                                                            **{n: vals[i] for i, n in enumerate(names)}))
+
+    def init(vals, key):
+        return training.init(setup_for(vals), key)
+
+    def chunk(vals, ts):
+        return training.chunk(setup_for(vals), ts)
+
+    return jax.vmap(init), jax.vmap(chunk)
+
+
+def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_dir: str | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Train every grid point × ``config.num_seeds`` seeds as one program (chunked, progress per chunk) and
+    summarise the final test-mode evaluation per point.
+
+    Returns:
+      ``{"algo", "env", "fields", "points": [{point, per_seed, summary, curve}], "wall_seconds", ...}`` (also
+      written to ``out_dir``).
+    """
+    names = check_grid(config, grid)
+    points = grid_points(grid)
+    p, s = len(points), config.num_seeds
+    values = np.repeat(np.array([[pt[n] for n in names] for pt in points], np.float32), s, axis=0)  # [P*S, F]
+    keys = jnp.concatenate([training.seed_keys(config)] * p)  # point-major: row r = point r // S, seed r % S
+    rows = p * s
+    padded = training.padded_seeds(rows)
+    sharding = training.seed_sharding(rows)
+    if padded != rows:
+        values = np.concatenate([values, np.repeat(values[-1:], padded - rows, axis=0)])
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], padded - rows, axis=0)])
+    v_init, v_chunk = make_sweep(config, names)
+    if sharding is None:
+        j_init, j_chunk = jax.jit(v_init), jax.jit(v_chunk, donate_argnums=1)
+    else:
+        values, keys = jax.device_put((jnp.asarray(values), keys), sharding)
+        j_init = jax.jit(v_init, in_shardings=(sharding, sharding), out_shardings=sharding)
+        j_chunk = jax.jit(v_chunk, in_shardings=(sharding, sharding), out_shardings=sharding, donate_argnums=1)
+    _, agent_cls = get_algorithm(config.algo)
+    mode = agent_cls.test_mode
+    t0 = time.time()
+    state = j_init(values, keys)
+    n_chunks = config.iterations // config.chunk_iterations
+    evals = []
+    for k in range(n_chunks):
+        state, (_, ev) = j_chunk(values, state)
+        ev = jax.device_get(ev)
+        evals.append({"iteration": ev["eval_iteration"][:rows], "ret": ev[f"eval_{mode}"][:rows]})
+        if progress:
+            best = np.nanmax(np.mean(ev[f"eval_{mode}"][:rows, -1].reshape(p, s), axis=1))
+            print(f"sweep {config.algo} on {config.env}: chunk {k + 1}/{n_chunks}, {time.time() - t0:.0f} s, best "
+                  f"point's mean {mode} return {best:.3f}", file=sys.stderr, flush=True)
+    wall = time.time() - t0
+    its = np.concatenate([e["iteration"] for e in evals], axis=1)[0]  # [E]
+    ret = np.concatenate([e["ret"] for e in evals], axis=1).reshape(p, s, -1)  # [P, S, E]
+    final = ret[:, :, -1]
+    if not np.all(np.isfinite(final)):
+        bad = [points[i] for i in range(p) if not np.all(np.isfinite(final[i]))]
+        print(f"warning: non-finite final returns at grid points {bad}", file=sys.stderr)
+    result = {"algo": config.algo, "env": config.env, "fields": names, "seeds": s, "test_mode": mode,
+              "iterations": config.iterations, "wall_seconds": wall, "device": str(jax.devices()[0]),
+              "num_devices": len(jax.devices()), "rows_padded": padded,
+              "points": [{"point": points[i], "per_seed": [float(x) for x in final[i]],
+                          "summary": summarize(final[i]) if np.all(np.isfinite(final[i])) else None,
+                          "curve": {"iteration": [int(x) for x in its],
+                                    "mean": [float(x) for x in np.mean(ret[i], axis=0)]}} for i in range(p)]}
+    if out_dir:
+        write_results(result, out_dir)
+    return result
+
+
+def table(result: dict) -> str:
+    """Markdown table: one row per grid point, IQM [95 % CI] and mean ± std of the final test-mode return."""
+    names = result["fields"]
+    lines = ["| " + " | ".join(names) + f" | IQM [95 % CI] ({result['test_mode']}) | mean ± std |",
+             "|" + "---|" * (len(names) + 2)]
+    for r in result["points"]:
+        s = r["summary"]
+        cells = [f"{r['point'][n]:g}" for n in names]
+        stat = (f"{s['iqm']:.3f} [{s['iqm_ci_low']:.3f}, {s['iqm_ci_high']:.3f}] | {s['mean']:.3f} ± {s['std']:.3f}"
+                if s else "non-finite | –")
+        lines.append("| " + " | ".join(cells) + f" | {stat} |")
+    lines.append("")
+    lines.append(f"{result['algo']} on {result['env']}, {result['seeds']} seeds per point, {result['iterations']} "
+                 f"iterations; one program, {result['wall_seconds']:.0f} s on {result['num_devices']} device(s).")
+    return "\n".join(lines)
+
+
+def write_results(result: dict, out_dir: str) -> None:
+    """``sweep.json``, ``sweep.md`` and ``sweep.png`` (IQM with its CI per grid point) in ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "sweep.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(out_dir, "sweep.md"), "w") as f:
+        f.write(table(result) + "\n")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pts = [r for r in result["points"] if r["summary"]]
+    fig = Figure(figsize=(max(4.0, 0.6 * len(pts) + 2), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(pts))
+    iqm = np.array([r["summary"]["iqm"] for r in pts])
+    lo = iqm - np.array([r["summary"]["iqm_ci_low"] for r in pts])
+    hi = np.array([r["summary"]["iqm_ci_high"] for r in pts]) - iqm
+    ax.errorbar(x, iqm, yerr=[lo, hi], fmt="o", capsize=3)
+    ax.set_xticks(x)
+    ax.set_xticklabels(["\n".join(f"{n}={r['point'][n]:g}" for n in result["fields"]) for r in pts], fontsize=7)
+    ax.set_ylabel(f"final {result['test_mode']} return (IQM, 95 % CI)")
+    ax.set_title(f"{result['algo']} on {result['env']}")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "sweep.png"), dpi=90)
+
+
+__all__ = ["check_grid", "grid_points", "make_sweep", "parse_grid", "run_sweep", "table", "write_results"]
