@@ -95,3 +95,13 @@ def test_grid_points_that_do_not_divide_the_devices_are_padded(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
                        cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_quick_writes_json(tmp_path):
+    from benchmarks import sweep as bench
+
+    out = tmp_path / "s.json"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["grid"]["points"] == 4 and res["grid"]["ratio"] > 0 and res["seeds"]["ratio"] > 0

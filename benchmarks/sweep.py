@@ -1,0 +1,109 @@
+"""Sweeps as one program against separate programs (issue: "sweeps as one program").
+
+Measures, in one run on the present devices:
+
+* grid: P points × S seeds as ONE compiled program (:func:`svnr_jax.sweep.run_sweep`: compile + run) against P
+  separate programs of S vmapped seeds each (every one compiled and run, as a loop over hyperparameter values
+  would do); ratio one / separate;
+* seeds: S seeds vmapped in one call against S one-seed calls of the same compiled program one after another
+  (compile excluded); ratio vmapped / sequential.
+
+Prints a table and writes ``benchmarks/results/sweep.json``.
+
+    python -m benchmarks.sweep                 # SVNR on max_of_three, 16 points x 4 seeds, 8 seeds for scaling
+    python -m benchmarks.sweep --quick         # 4 points x 2 seeds, fewer iterations
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from svnr_jax import sweep, training
+from svnr_jax.presets import preset
+
+GRIDS = {"svnr": {"policy_lr": (3e-4, 1e-3, 3e-3, 1e-2), "alpha_min": (0.03, 0.1, 0.3, 1.0)},
+         "maddpg": {"actor_lr": (1e-4, 1e-3, 1e-2, 3e-2), "tau": (0.005, 0.01, 0.05, 0.1)}}
+
+
+def _block(x):
+    return jax.block_until_ready(x)
+
+
+def grid_vs_separate(cfg, grid) -> dict:
+    """Wall time of the grid as one program vs one program per point (each compiled + run)."""
+    t0 = time.perf_counter()
+    sweep.run_sweep(cfg, grid, progress=False)
+    one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for point in sweep.grid_points(grid):
+        c = dataclasses.replace(cfg, algo_config=dataclasses.replace(cfg.algo_config, **point))
+        _block(jax.jit(jax.vmap(training.make_train(c)))(training.seed_keys(c)))
+    separate = time.perf_counter() - t0
+    return {"points": len(sweep.grid_points(grid)), "seeds": cfg.num_seeds, "one_program_s": one,
+            "separate_programs_s": separate, "ratio": one / separate}
+
+
+def seeds_vmapped_vs_sequential(cfg, seeds: int, repeats: int = 2) -> dict:
+    """Run time (compile excluded, best of ``repeats``) of ``seeds`` vmapped seeds vs as many one-seed calls."""
+    many = dataclasses.replace(cfg, num_seeds=seeds)
+    one = dataclasses.replace(cfg, num_seeds=1)
+    f_many = jax.jit(jax.vmap(training.make_train(many)))
+    f_one = jax.jit(jax.vmap(training.make_train(one)))
+    keys = training.seed_keys(many)
+    _block(f_many(keys))
+    _block(f_one(keys[:1]))
+    t_many = t_seq = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _block(f_many(keys))
+        t_many = min(t_many, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for s in range(seeds):
+            _block(f_one(keys[s:s + 1]))
+        t_seq = min(t_seq, time.perf_counter() - t0)
+    return {"seeds": seeds, "vmapped_s": t_many, "sequential_s": t_seq, "ratio": t_many / t_seq}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", default="svnr", choices=sorted(GRIDS))
+    p.add_argument("--env", default="max_of_three")
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--quick", action="store_true", help="4 points x 2 seeds, 50 iterations (a smoke run)")
+    p.add_argument("--out", default="benchmarks/results/sweep.json")
+    args = p.parse_args(argv)
+    its = 50 if args.quick else args.iterations
+    grid = GRIDS[args.algo]
+    if args.quick:
+        grid = {k: v[:2] for k, v in grid.items()}
+    seeds = 2 if args.quick else 4
+    cfg = preset(args.env, args.algo, iterations=its, eval_every=its, chunk_iterations=its, num_seeds=seeds)
+    res = {"device": str(jax.devices()[0]), "num_devices": len(jax.devices()), "platform": platform.platform(),
+           "cpu_count": os.cpu_count(), "jax": jax.__version__, "algo": args.algo, "env": args.env,
+           "iterations": its, "load_before": os.getloadavg()[0]}
+    res["grid"] = grid_vs_separate(cfg, grid)
+    g = res["grid"]
+    print(f"grid {g['points']} points x {g['seeds']} seeds: one program {g['one_program_s']:.1f} s, "
+          f"{g['points']} programs {g['separate_programs_s']:.1f} s, ratio {g['ratio']:.2f}", flush=True)
+    res["seeds"] = seeds_vmapped_vs_sequential(cfg, 2 if args.quick else 8)
+    s = res["seeds"]
+    print(f"{s['seeds']} seeds vmapped {s['vmapped_s']:.2f} s vs sequential {s['sequential_s']:.2f} s: ratio "
+          f"{s['ratio']:.2f} (compile excluded)", flush=True)
+    res["load_after"] = os.getloadavg()[0]
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"wrote {args.out} (load {res['load_before']:.1f} -> {res['load_after']:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
