@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--env", default="max_of_three")
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--quick", action="store_true", help="4 points x 2 seeds, 50 iterations (a smoke run)")
+    p.add_argument("--scaling-seeds", type=int, default=8, help="seeds of the vmapped-vs-sequential comparison (8)")
     p.add_argument("--out", default="benchmarks/results/sweep.json")
     args = p.parse_args(argv)
     its = 50 if args.quick else args.iterations
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     g = res["grid"]
     print(f"grid {g['points']} points x {g['seeds']} seeds: one program {g['one_program_s']:.1f} s, "
           f"{g['points']} programs {g['separate_programs_s']:.1f} s, ratio {g['ratio']:.2f}", flush=True)
-    res["seeds"] = seeds_vmapped_vs_sequential(cfg, 2 if args.quick else 8)
+    res["seeds"] = seeds_vmapped_vs_sequential(cfg, 2 if args.quick else args.scaling_seeds)
     s = res["seeds"]
     print(f"{s['seeds']} seeds vmapped {s['vmapped_s']:.2f} s vs sequential {s['sequential_s']:.2f} s: ratio "
           f"{s['ratio']:.2f} (compile excluded)", flush=True)
