@@ -24,7 +24,6 @@ import platform
 import time
 
 import jax
-import numpy as np
 
 from svnr_jax import sweep, training
 from svnr_jax.presets import preset

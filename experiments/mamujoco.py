@@ -15,10 +15,10 @@ rollouts); algorithm settings are each algorithm's MaMuJoCo preset (published va
 * ``cpu`` [ours]: fits 2 CPU cores: ``--env-steps`` (default 20k, plus 2000 uniform warm-up steps for the
   off-policy algorithms, as the presets count iterations after the warm-up), 2 updates per 16 env steps (the
   presets' update-to-data ratio 1 cut to 1/8 and their batch 256 to 64, for every off-policy algorithm; each
-  algorithm's own networks and learning rates), evaluation every 4k env steps (2 episodes per mode), and MJX solver settings 4
-  Newton / 8 line-search iterations (float32-level one-step error against MuJoCo C,
-  ``benchmarks/speed_options.py``; 3-4× faster than the defaults). An early-learning snapshot, not the paper's
-  regime.
+  algorithm's own networks and learning rates), evaluation every 4k env steps (2 episodes per mode), and MJX
+  solver settings 4 Newton / 8 line-search iterations (float32-level one-step error against MuJoCo C,
+  ``benchmarks/speed_options.py``; 3-4× faster than the defaults). An early-learning snapshot (2500 gradient
+  updates: on HalfCheetah-2x3 no algorithm learns to run yet), not the paper's regime.
 
 Outputs (``--out``, default ``experiments/results/mamujoco/<budget>``): ``results.json`` (per (algo, task):
 per-seed test returns, summary, in-scan evaluation curve per seed, wall time, env steps/s, config; results of
@@ -192,27 +192,19 @@ def _cell(s: dict) -> str:
 def table(results: dict, algos: list[str], tasks: list[str]) -> str:
     """Markdown: the paper's form (mean ± std), IQM [95 % CI], wall time and env steps/s per run."""
     have = [t for t in tasks if any(f"{a}/{t}" in results for a in algos)]
-    lines = ["| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
-    for a in algos:
-        cells = [(_cell(results[f"{a}/{t}"]["summary"]) if f"{a}/{t}" in results else "–") for t in have]
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    lines += ["", "IQM [95 % bootstrap CI] over seeds:", "",
-              "| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
-    for a in algos:
-        cells = []
-        for t in have:
-            r = results.get(f"{a}/{t}")
-            s = r["summary"] if r else None
-            cells.append(f"{s['iqm']:.0f} [{s['iqm_ci_low']:.0f}, {s['iqm_ci_high']:.0f}]" if s else "–")
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    lines += ["", "Training wall time (s) · env steps/s (all seeds together):", "",
-              "| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
-    for a in algos:
-        cells = []
-        for t in have:
-            r = results.get(f"{a}/{t}")
-            cells.append(f"{r['train_seconds']:.0f} · {r['env_steps_per_second']:.0f}" if r else "–")
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    def block(cell) -> list[str]:  # one row per algorithm, one column per task; cell(result) -> text
+        rows = ["| algorithm | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
+        for a in algos:
+            rows.append(f"| {a} | " + " | ".join(cell(results[f"{a}/{t}"]) if f"{a}/{t}" in results else "–"
+                                                 for t in have) + " |")
+        return rows
+
+    lines = block(lambda r: _cell(r["summary"]))
+    lines += ["", "IQM [95 % bootstrap CI] over seeds:", ""]
+    lines += block(lambda r: f"{r['summary']['iqm']:.0f} [{r['summary']['iqm_ci_low']:.0f}, "
+                             f"{r['summary']['iqm_ci_high']:.0f}]")
+    lines += ["", "Training wall time (s) · env steps/s (all seeds together):", ""]
+    lines += block(lambda r: f"{r['train_seconds']:.0f} · {r['env_steps_per_second']:.0f}")
     paper_tasks = [t for t in have if t in TASKS]
     if paper_tasks:
         lines += ["", "The paper's table (final test return, mean ± std, 5 seeds; its budget is not published):", "",
