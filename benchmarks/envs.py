@@ -1,15 +1,34 @@
 """Throughput of the MaMuJoCo MJX envs vs raw ``mjx.step`` and the C reference.
 
-For each task and batch size: env steps/s and agent steps/s (= env steps/s x N agents) of our jitted
-``env.step`` in a ``lax.scan`` (compile time reported apart), the raw ``mjx.step`` x frame_skip on the same
-batch (goal: ours >= 0.9x raw), Gymnasium-Robotics (one env, Python loop) and ``mujoco.rollout`` over all
-cores (open-loop physics, env steps = physics steps / frame_skip). Results go to
-``benchmarks/results/envs.json`` with the device and versions.
+For each task and batch size B, env steps/s (compile time reported apart) of, each in a jitted ``lax.scan``:
+
+* ``ours``: the raw env, ``vmap(env.step)``, agent steps/s = env steps/s x N agents;
+* ``raw``: ``mjx.step`` x frame_skip on the same batch and actions (the physics alone);
+* ``wrapped``: the env exactly as training steps it: ``wrap_for_training(env, B).step`` (every wrapper, the
+  auto-reset included) with uniform actions in ``[-1, 1]`` (masked), the key split as ``training.env_step`` does,
+  under a ``vmap`` over one seed (as ``make_trainer``); for MaMuJoCo that is the pooled auto-reset
+  (``PooledAutoReset``);
+* ``wrapped_autoreset``: the same with the previous stack (``reset_pool=False``: ``AutoReset`` computes a reset
+  for every env at every step);
+
+  both timed from the state one (untimed) rollout after the reset, so that episodes of terminating tasks have ended
+  and the pool is partly used;
+
+plus Gymnasium-Robotics (one env, Python loop) and ``mujoco.rollout`` over all cores (open-loop physics, env
+steps = physics steps / frame_skip). Goal: ``wrapped`` >= 0.9x ``raw`` at the same B. The variants are timed
+interleaved (round r times every variant once), ``--repeats`` rounds: each row has the best and the median rate of
+every variant and the median over rounds of the per-round ratios (``wrapped_over_raw_median``, ...), which a
+background load hits alike. ``--pool-stats T`` also runs the pooled stack T steps (random actions) and counts
+the episodes that ended, the pool's refills (B resets each) and its fewest fresh states. Results go to
+``benchmarks/results/envs.json`` with the device, versions and the machine load (``os.getloadavg``).
 
 Usage:
-  python benchmarks/envs.py --tasks HalfCheetah-2x3 --batch-sizes 16 256 --steps 50
-  python benchmarks/envs.py --host-devices 2 ...          # split the batch over 2 CPU host devices
-  python benchmarks/envs.py --solver-iterations 4 --ls-iterations 8   # speed options (change dynamics)
+  python -m benchmarks.envs --tasks HalfCheetah-2x3 --batch-sizes 16 256 --steps 50
+  python -m benchmarks.envs --quick                      # a tiny grid (tests)
+  python -m benchmarks.envs --variants raw wrapped wrapped_autoreset --skip-reference --repeats 5  # before/after
+  python -m benchmarks.envs --tasks Walker2d-2x3 --batch-sizes 16 --variants --pool-stats 400       # resets counted
+  python -m benchmarks.envs --host-devices 2 ...          # split the batch of ours/raw over 2 CPU host devices
+  python -m benchmarks.envs --solver-iterations 4 --ls-iterations 8   # speed options (change dynamics)
 """
 
 from __future__ import annotations
@@ -23,6 +42,7 @@ import time
 
 MAIN_TASKS = ["HalfCheetah-2x3", "CoupledHalfCheetah-1p1", "Ant-2x4", "Walker2d-2x3"]
 GRID = [1, 16, 64, 256, 1024, 4096]
+VARIANTS = ("ours", "raw", "wrapped", "wrapped_autoreset")
 
 
 def parse_args(argv=None):
@@ -39,10 +59,22 @@ def parse_args(argv=None):
     p.add_argument("--integrator", default=None)
     p.add_argument("--skip-reference", action="store_true", help="skip Gymnasium-Robotics and mujoco.rollout")
     p.add_argument("--skip-raw", action="store_true", help="skip the raw mjx.step baseline")
+    p.add_argument("--variants", nargs="*", choices=VARIANTS, default=["ours", "raw", "wrapped"],
+                   help="which rollouts to time (module docstring; default: all but wrapped_autoreset, the stack "
+                        "before the reset pool; none: only --pool-stats)")
+    p.add_argument("--pool-stats", type=int, default=0, metavar="T",
+                   help="also run the pooled stack T steps and count ended episodes and pool refills")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny grid: HalfCheetah-2x3, B = 4, 3 steps, 1 round, no C / Gymnasium reference")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "envs.json"))
     p.add_argument("--notes", default="", help="free text stored with the results (machine load, GPU availability)")
     p.add_argument("--append", action="store_true", help="append rows to an existing JSON instead of replacing")
-    return p.parse_args(argv)
+    if p.parse_known_args(argv)[0].quick:  # the tiny grid as defaults: explicit options still win
+        p.set_defaults(tasks=["HalfCheetah-2x3"], batch_sizes=[4], steps=3, max_work=8, repeats=1, skip_reference=True)
+    args = p.parse_args(argv)
+    if args.skip_raw:
+        args.variants = [v for v in args.variants if v != "raw"]
+    return args
 
 
 def random_actions(env, key):
@@ -63,7 +95,11 @@ def start_states(env, batch: int):
 
 
 def env_rollout_fn(env, steps: int):
-    """``rollout(state, key_data) -> reward``: ``steps`` env steps of random actions in a ``lax.scan`` (one env)."""
+    """``rollout(state, key_data) -> state``: ``steps`` env steps of random actions in a ``lax.scan`` (one env).
+
+    Every rollout here returns its whole final state, as the training chunk does: XLA removes loop-carried values
+    that nothing reads after the loop, so a rollout returning only the reward would leave out work that training
+    pays (e.g. the parts of a reset's ``mjx.forward`` that the next ``mjx.step`` recomputes)."""
     import jax
 
     def rollout(state, key_data):
@@ -72,9 +108,73 @@ def env_rollout_fn(env, steps: int):
             return env.step(s, random_actions(env, k_act), k_step), ()
 
         s, _ = jax.lax.scan(body, state, jax.random.split(jax.random.wrap_key_data(key_data), steps))
-        return s.reward
+        return s
 
     return rollout
+
+
+def wrapped_rollout_fn(wenv, steps: int):
+    """``rollout(state, key) -> state``: ``steps`` steps of the training stack ``wenv`` (batched) as
+    ``training.env_step`` takes them (uniform actions in ``[-1, 1]`` times the action mask; ``k_act, k_env =
+    split(key)``), in a ``lax.scan``, under a ``vmap`` over one seed (state and key with a leading ``[1]``)."""
+    import jax
+    import jax.numpy as jnp
+
+    spec, b = wenv.spec, wenv.num_envs
+    mask = jnp.asarray(spec.action_mask, jnp.float32)
+
+    def one_seed(state, key_data):
+        def body(s, k):
+            k_act, k_env = jax.random.split(k)
+            a = jax.random.uniform(k_act, (b, spec.num_agents, spec.action_dim), minval=-1.0, maxval=1.0) * mask
+            return wenv.step(s, a, k_env), ()
+
+        s, _ = jax.lax.scan(body, state, jax.random.split(jax.random.wrap_key_data(key_data), steps))
+        return s
+
+    return jax.vmap(one_seed)
+
+
+def wrapped_start(wenv):
+    """The training stack's reset state and a rollout key (raw data), each with a leading ``[1]`` seed axis."""
+    import jax
+
+    state = jax.block_until_ready(jax.jit(jax.vmap(wenv.reset))(jax.random.split(jax.random.key(0), 1)))
+    return state, jax.random.key_data(jax.random.split(jax.random.key(1), 1))
+
+
+def pool_stats(wenv, steps: int) -> dict:
+    """Run the pooled stack ``wenv`` ``steps`` steps (random actions, one seed) and count: ``episodes`` ended,
+    ``refills`` of the pool (steps where its keys changed; B resets each), ``resets`` computed in all (= refills x B;
+    ``AutoReset`` computes steps x B), ``max_ends_per_step``, ``min_fresh`` (fewest fresh pool states after a step)
+    and the mean length of the episodes that ended."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    spec, b = wenv.spec, wenv.num_envs
+    mask = jnp.asarray(spec.action_mask, jnp.float32)
+
+    @jax.jit
+    def run(key):
+        k0, k1 = jax.random.split(key)
+
+        def body(s, k):
+            k_act, k_env = jax.random.split(k)
+            a = jax.random.uniform(k_act, (b, spec.num_agents, spec.action_dim), minval=-1.0, maxval=1.0) * mask
+            nxt = wenv.step(s, a, k_env)
+            refilled = jnp.any(nxt.env_state.pool_keys != s.env_state.pool_keys)
+            return nxt, (nxt.done, refilled, jnp.sum(nxt.env_state.pool_fresh),
+                         jnp.where(nxt.done, nxt.info["returned_episode_length"], 0))
+
+        return jax.lax.scan(body, wenv.reset(k0), jax.random.split(k1, steps))[1]
+
+    t0 = time.perf_counter()
+    done, refilled, fresh, lengths = (np.asarray(x) for x in run(jax.random.key(2)))
+    ended = int(done.sum())
+    return {"steps": steps, "episodes": ended, "refills": int(refilled.sum()), "resets": int(refilled.sum()) * b,
+            "autoreset_resets": steps * b, "max_ends_per_step": int(done.sum(1).max()), "min_fresh": int(fresh.min()),
+            "mean_episode_length": float(lengths.sum() / max(ended, 1)), "seconds": time.perf_counter() - t0}
 
 
 def main(argv=None):
@@ -88,12 +188,14 @@ def main(argv=None):
     import mujoco
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    from mujoco import mjx
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from svnr_jax.envs.mamujoco import MaMuJoCo
+    from svnr_jax.envs.mamujoco._mjx_import import import_mjx
     from svnr_jax.envs.mamujoco.tasks import REFERENCE_ARGS
+    from svnr_jax.envs.wrappers import wrap_for_training
 
+    mjx = import_mjx()  # mujoco.mjx without its "Failed to import warp" lines on stdout
     devices = jax.devices()[: args.host_devices]
     mesh = Mesh(np.array(devices), ("b",))
     speed = {
@@ -120,16 +222,16 @@ def main(argv=None):
         compiled = jax.jit(fn).lower(*fargs).compile()
         return compiled, time.perf_counter() - t0
 
-    def best_times(compiled_fns, *fargs):
-        """Best wall time of each compiled fn over ``repeats`` rounds, interleaved so that load from other
-        processes on a shared machine hits all of them alike."""
-        best = [float("inf")] * len(compiled_fns)
+    def interleaved_times(calls: dict) -> dict:
+        """``{name: [wall time per round]}`` of each ``name: (compiled fn, args)``, ``repeats`` rounds, each round
+        running every fn once (interleaved, so that load from other processes hits all of them alike)."""
+        times = {name: [] for name in calls}
         for _ in range(args.repeats):
-            for i, f in enumerate(compiled_fns):
+            for name, (f, fargs) in calls.items():
                 t0 = time.perf_counter()
                 jax.block_until_ready(f(*fargs))
-                best[i] = min(best[i], time.perf_counter() - t0)
-        return best
+                times[name].append(time.perf_counter() - t0)
+        return times
 
     rows = []
     for task in args.tasks:
@@ -141,13 +243,13 @@ def main(argv=None):
             row = {"task": task, "batch": batch, "steps": steps, "agents": n_agents}
             state0, keys = start_states(env, batch)
             state0, keys = shard(state0, batch), shard(keys, batch)
-            env_rollout = env_rollout_fn(env, steps)
+            calls = {}
 
-            ours, c = compile_fn(batched(env_rollout, batch), state0, keys)
-            row["ours_compile_s"] = c
-            fns = [ours]
+            if "ours" in args.variants:
+                ours, row["ours_compile_s"] = compile_fn(batched(env_rollout_fn(env, steps), batch), state0, keys)
+                calls["ours"] = (ours, (state0, keys))
 
-            if not args.skip_raw:
+            if "raw" in args.variants:
                 mx = env.mjx_model
 
                 def raw_rollout(state, key):
@@ -162,18 +264,39 @@ def main(argv=None):
 
                     keys = jax.random.split(jax.random.wrap_key_data(key), steps)
                     d, _ = jax.lax.scan(body, state.env_state.data, keys)
-                    return d.qpos
+                    return d
 
-                raw, c = compile_fn(batched(raw_rollout, batch), state0, keys)
-                row["raw_compile_s"] = c
-                fns.append(raw)
+                raw, row["raw_compile_s"] = compile_fn(batched(raw_rollout, batch), state0, keys)
+                calls["raw"] = (raw, (state0, keys))
 
-            times = best_times(fns, state0, keys)
-            row["ours_env_steps_per_s"] = batch * steps / times[0]
-            row["ours_agent_steps_per_s"] = row["ours_env_steps_per_s"] * n_agents
-            if not args.skip_raw:
-                row["raw_env_steps_per_s"] = batch * steps / times[1]
-                row["ours_over_raw"] = row["ours_env_steps_per_s"] / row["raw_env_steps_per_s"]
+            for name, pooled in (("wrapped", None), ("wrapped_autoreset", False)):
+                if name in args.variants:
+                    wenv = wrap_for_training(env, batch, reset_pool=pooled)
+                    w0, wkey = wrapped_start(wenv)
+                    f, row[f"{name}_compile_s"] = compile_fn(wrapped_rollout_fn(wenv, steps), w0, wkey)
+                    # timed from the state one rollout after the reset: episodes already ended and the pool used
+                    calls[name] = (f, (jax.block_until_ready(f(w0, wkey)), wkey))
+                    if name == "wrapped":
+                        row["wrapped_stack"] = repr(wenv)
+
+            times = interleaved_times(calls)
+            for name, ts in times.items():
+                row[f"{name}_env_steps_per_s"] = batch * steps / min(ts)
+                row[f"{name}_env_steps_per_s_median"] = batch * steps / float(np.median(ts))
+            if "ours" in times:
+                row["ours_agent_steps_per_s"] = row["ours_env_steps_per_s"] * n_agents
+            if "raw" in times:
+                if "ours" in times:
+                    row["ours_over_raw"] = row["ours_env_steps_per_s"] / row["raw_env_steps_per_s"]
+                for name in ("ours", "wrapped", "wrapped_autoreset"):
+                    if name in times:  # median over rounds of the per-round ratio
+                        row[f"{name}_over_raw_median"] = float(np.median(np.divide(times["raw"], times[name])))
+            if "wrapped" in times and "wrapped_autoreset" in times:
+                row["wrapped_over_autoreset_median"] = float(
+                    np.median(np.divide(times["wrapped_autoreset"], times["wrapped"])))
+            if args.pool_stats:
+                wenv = wrap_for_training(env, batch, reset_pool=True)
+                row["pool_stats"] = pool_stats(wenv, args.pool_stats)
 
             if not args.skip_reference:
                 m = env.mj_model
@@ -215,6 +338,8 @@ def main(argv=None):
 
     result = {
         "device": f"{jax.devices()[0].device_kind} x{len(devices)} ({jax.default_backend()})",
+        "load_average": os.getloadavg(),
+        "repeats": args.repeats,
         "host": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
@@ -231,6 +356,7 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print_table(rows)
+    return result
 
 
 def print_table(rows):
@@ -242,6 +368,11 @@ def print_table(rows):
         ("compile s", "ours_compile_s", "{:.1f}"),
         ("raw env/s", "raw_env_steps_per_s", "{:.0f}"),
         ("ours/raw", "ours_over_raw", "{:.2f}"),
+        ("wrapped env/s (med)", "wrapped_env_steps_per_s_median", "{:.0f}"),
+        ("autoreset env/s (med)", "wrapped_autoreset_env_steps_per_s_median", "{:.0f}"),
+        ("wrapped/raw (med)", "wrapped_over_raw_median", "{:.2f}"),
+        ("autoreset/raw (med)", "wrapped_autoreset_over_raw_median", "{:.2f}"),
+        ("wrapped/autoreset (med)", "wrapped_over_autoreset_median", "{:.2f}"),
         ("C rollout env/s", "c_rollout_env_steps_per_s", "{:.0f}"),
         ("GR env/s", "gymnasium_robotics_env_steps_per_s", "{:.0f}"),
     ]

@@ -120,7 +120,7 @@ class Setup(NamedTuple):
     """Static pieces built from a config (closed over by the jitted functions)."""
 
     config: TrainConfig
-    env: Env  # batched training env (Batch(EpisodeStats(AutoReset(RescaleActions(env)))))
+    env: Env  # batched training env (wrappers.wrap_for_training: auto-reset, or pooled resets for MaMuJoCo)
     eval_env: Env  # RescaleActions(env), one episode
     agent: Agent
 

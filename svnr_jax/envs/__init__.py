@@ -2,7 +2,15 @@
 
 from svnr_jax.envs.base import Env, EnvSpec, State
 from svnr_jax.envs.registry import env_defaults, list_envs, make, register
-from svnr_jax.envs.wrappers import AutoReset, Batch, EpisodeStats, RescaleActions, Wrapper, wrap_for_training
+from svnr_jax.envs.wrappers import (
+    AutoReset,
+    Batch,
+    EpisodeStats,
+    PooledAutoReset,
+    RescaleActions,
+    Wrapper,
+    wrap_for_training,
+)
 
 __all__ = [
     "AutoReset",
@@ -10,6 +18,7 @@ __all__ = [
     "Env",
     "EnvSpec",
     "EpisodeStats",
+    "PooledAutoReset",
     "RescaleActions",
     "State",
     "Wrapper",

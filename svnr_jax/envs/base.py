@@ -128,6 +128,11 @@ class Env:
     """
 
     spec: EnvSpec
+    #: ``reset`` costs about as much as a step (physics envs: MaMuJoCo's ``make_data`` + ``forward``).
+    #: :func:`~svnr_jax.envs.wrappers.wrap_for_training` then resets from a pool refilled by a few resets per batch
+    #: step (:class:`~svnr_jax.envs.wrappers.PooledAutoReset`) instead of computing a reset for every env at every
+    #: step (:class:`~svnr_jax.envs.wrappers.AutoReset`, kept for cheap resets: the games end every step).
+    expensive_reset: bool = False
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

@@ -189,6 +189,9 @@ class MaMuJoCo(Env):
     steps reached without terminating.
     """
 
+    #: a reset is MJX ``make_data`` + ``forward``: training resets from a pool (``wrappers.PooledAutoReset``)
+    expensive_reset = True
+
     def __init__(
         self,
         task: str,
