@@ -133,6 +133,10 @@ class Env:
     #: step (:class:`~svnr_jax.envs.wrappers.PooledAutoReset`) instead of computing a reset for every env at every
     #: step (:class:`~svnr_jax.envs.wrappers.AutoReset`, kept for cheap resets: the games end every step).
     expensive_reset: bool = False
+    #: The training wrappers can batch this env (every leaf of its state gets a per-env leading axis under ``vmap``).
+    #: False (MaMuJoCo with ``impl="warp"``: Warp's contact buffers are shared by the batch): ``wrap_for_training``
+    #: refuses it with a clear error instead of failing inside a select.
+    trainable: bool = True
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

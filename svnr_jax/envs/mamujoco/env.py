@@ -31,6 +31,18 @@ MJX-side changes (the C model ``mj_model`` stays the reference's):
   (R = 1e-15) that float32 MJX cannot resolve (it applied no limit force); MuJoCo C converges to one hard-limit
   solution for any value in [1e-8, 1e-3], and with 1e-4 MJX matches it. Measurements: ``docs/mamujoco.md``.
 
+Implementation (``impl``, default ``"jax"``): ``"warp"`` simulates with MJX's Warp implementation (MuJoCo Warp,
+vendored in ``mujoco-mjx`` 3.17; needs the ``warp-lang`` package: ``pip install 'svnr-jax[warp]'``) behind the same
+reset/step API, observations and rewards. MJX runs it on an NVIDIA GPU (CUDA) or on Warp's CPU device (slow: for
+checks); other JAX backends (ROCm, TPU, Metal) are refused. MuJoCo Warp 3.17 has neither MJX-side patch: where
+``capsule_frame="reference"`` / ``rk4_rotations="reference"`` would change this model's physics (plane-capsule
+contacts; RK4 with free/ball joints) ``impl="warp"`` raises and asks for ``"mjx"`` (config = physics, never
+silently different). ``tendon_invweight_floor`` and the speed options are model changes and apply to both.
+``cfrc_ext`` (Ant, Humanoid) comes from Warp's ``run_rne_postconstraint`` option. ``warp_batch`` (default 8192): the
+most envs in one vmapped call (Warp's contact buffer is shared by the vmapped envs and sized for that many).
+Unverified on a GPU in this repo; open issues (the training wrappers, free-joint reset observations):
+``docs/mamujoco.md`` ("Warp backend").
+
 ``reference_obs_quirks`` (default True) reproduces Gymnasium-Robotics' observation indexing exactly,
 including its index bugs: CoupledHalfCheetah (both agents' joint entries read the second cheetah's
 joints) and Humanoid (nodes abdomen_y / abdomen_z read each other's qpos, qvel, qfrc_actuator). False
@@ -70,6 +82,10 @@ _INTEGRATORS = {
 }
 _SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG}
 _MJX_CHOICES = ("reference", "mjx")
+#: ``impl`` values: MJX's JAX implementation (default) or its Warp implementation (MuJoCo Warp)
+IMPLS = ("jax", "warp")
+#: how to install what ``impl="warp"`` needs (the ``mujoco-mjx[warp]`` extra: ``warp-lang``)
+WARP_INSTALL = "pip install 'svnr-jax[warp]' (or: pip install 'mujoco-mjx[warp]==3.17.0', which adds warp-lang)"
 
 EPISODE_LENGTH = 1000
 #: MJX-only lower bound on limited tendons' ``tendon_invweight0`` (module docstring).
@@ -126,6 +142,73 @@ def _validate(name: str, config: dict[str, Any], model: mujoco.MjModel) -> None:
         unknown = sorted(set(geoms) - names)
         if unknown:
             raise ValueError(f"contact_geoms: unknown geom(s) {unknown} in {name}; geoms: {sorted(names - {''})}")
+
+
+def has_plane_capsule_contacts(model: mujoco.MjModel) -> bool:
+    """Whether MJX collides a plane with a capsule in ``model`` (where ``capsule_frame`` changes the physics)."""
+    from mujoco.mjx._src import collision_driver
+    from mujoco.mjx._src.types import GeomType
+
+    plane, capsule = int(GeomType.PLANE), int(GeomType.CAPSULE)
+    return any((int(model.geom_type[g1]), int(model.geom_type[g2])) == (plane, capsule)
+               for g1, g2, _ in collision_driver.geom_pairs(model))
+
+
+def has_rk4_rotations(model: mujoco.MjModel) -> bool:
+    """Whether ``model`` integrates free/ball-joint rotations with RK4 (where ``rk4_rotations`` changes the physics)."""
+    return (model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+            and mjx_patches.rotational_dofs(model.jnt_type, model.jnt_dofadr).size > 0)
+
+
+def warp_device() -> jax.Device:
+    """The device ``impl="warp"`` simulates on: JAX's default device if it is a CUDA GPU or the CPU (Warp's CPU
+    device). Raises ValueError (naming the package and the pip extra, or the device) where Warp cannot run."""
+    import mujoco.mjx.warp as mjxw
+    from jax.extend import backend
+
+    if not mjxw.WARP_INSTALLED:
+        raise ValueError(f"impl='warp' needs the warp-lang package, which is not importable here; install it: "
+                         f"{WARP_INSTALL}")
+    if mjxw.mujoco_warp is None:
+        raise ValueError("impl='warp': mujoco.mjx.third_party.mujoco_warp (vendored in mujoco-mjx) did not import; "
+                         f"warp-lang is installed, check its version against mujoco-mjx 3.17.0's ({WARP_INSTALL})")
+    device = jax.devices()[0]
+    cuda = device.platform == "gpu" and "cuda" in backend.backends() and device in jax.devices("cuda")
+    if not (cuda or device.platform == "cpu"):
+        raise ValueError(f"impl='warp' runs on an NVIDIA GPU (CUDA) or the CPU; JAX's default device is {device} "
+                         f"(platform {device.platform!r}): use impl='jax' there")
+    return device
+
+
+def _validate_impl(config: dict[str, Any], model: mujoco.MjModel) -> jax.Device | None:
+    """Check ``impl`` against the machine and the other options (``model`` after the speed options); returns the
+    Warp device for ``impl="warp"``, else None."""
+    impl = config["impl"]
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    wb = config["warp_batch"]
+    if not isinstance(wb, int | np.integer) or isinstance(wb, bool) or wb < 1:
+        raise ValueError(f"warp_batch must be an int >= 1 (the most envs stepped in one vmapped call with "
+                         f"impl='warp'), got {wb!r}")
+    if impl == "jax":
+        return None
+    device = warp_device()
+    unsupported = [
+        f"{key}='reference' ({why})"
+        for key, why, applies in (
+            ("capsule_frame", "this model has plane-capsule contacts", has_plane_capsule_contacts),
+            ("rk4_rotations", "this model integrates free/ball joints with RK4", has_rk4_rotations),
+        )
+        if config[key] == "reference" and applies(model)
+    ]
+    if unsupported:
+        keys = " ".join(f"{u.split('=')[0]}=mjx" for u in unsupported)
+        raise ValueError(
+            f"impl='warp' cannot simulate {', '.join(unsupported)}: that option patches MJX's JAX implementation "
+            f"and MuJoCo Warp 3.17 has MJX's own function; pass {keys} to simulate MJX's own physics with Warp, "
+            f"or impl='jax'"
+        )
+    return device
 
 
 def apply_speed_options(model: mujoco.MjModel, config: dict[str, Any]) -> list[str]:
@@ -206,6 +289,8 @@ class MaMuJoCo(Env):
         tendon_invweight_floor: float | None = TENDON_INVWEIGHT_FLOOR,
         capsule_frame: str = "reference",
         rk4_rotations: str = "reference",
+        impl: str = "jax",
+        warp_batch: int = 8192,
     ):
         if task not in TASKS:
             raise ValueError(f"unknown MaMuJoCo task {task!r}; tasks: {sorted(TASKS)}")
@@ -223,14 +308,23 @@ class MaMuJoCo(Env):
             "tendon_invweight_floor": tendon_invweight_floor,
             "capsule_frame": capsule_frame,
             "rk4_rotations": rk4_rotations,
+            "impl": impl,
+            "warp_batch": warp_batch,
         }
         model = load_model(self.task)
         _validate(task, self.config, model)
         self.model_changes = apply_speed_options(model, self.config)
         self.mj_model = model
+        warp_device = _validate_impl(self.config, model)
         mjx_source, mjx_changes = mjx_only_changes(model, self.config)
         self.model_changes += mjx_changes
-        self.mjx_model = mjx.put_model(mjx_source)
+        self._warp = None
+        self.trainable = warp_device is None  # the wrappers select leaf by leaf; Warp's buffers are not per env
+        if warp_device is None:
+            self.mjx_model = mjx.put_model(mjx_source)
+        else:
+            self.mjx_model, self._warp = self._put_warp(mjx_source, warp_device)
+            self.model_changes.append(f"impl=warp on {warp_device}")
         self.dt = float(model.opt.timestep) * self.task.frame_skip
 
         graph = self.task.graph
@@ -242,6 +336,12 @@ class MaMuJoCo(Env):
         self.obs_table = self.layout.table(model, obs_entries, max(obs_sizes))
         self.state_index = self.layout.indices(model, state_entries)
         self.obs_entries = obs_entries  # kept for inspection (tests check the ordering by name)
+        self._needs_cfrc_ext = self.task.needs_cfrc_ext or "cfrc_ext" in " ".join(self.layout.sources)
+        if self._warp is not None and self._needs_cfrc_ext:
+            # Warp has no separate rne_postconstraint in MJX: its forward (each substep's) computes cfrc_ext. The
+            # contact part of cfrc_ext depends only on that forward's contacts and forces, which are the ones the
+            # JAX path's rne_postconstraint after the last substep reads: same values.
+            self.mjx_model = self.mjx_model.tree_replace({"opt._impl.run_rne_postconstraint": True})
 
         # Actions: agent a's entry i drives the actuator whose joint is partition[a][i].joint.
         action_sizes = tuple(len(p) for p in graph.partition)
@@ -284,6 +384,40 @@ class MaMuJoCo(Env):
         params = inspect.signature(cls.__init__).parameters.values()
         return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
+    def _put_warp(self, source: mujoco.MjModel, device: jax.Device) -> tuple[mjx.Model, dict[str, Any]]:
+        """The Warp-implementation MJX model of ``source`` and what the pure functions need for it: the initial
+        data (MJX's ``make_data`` for Warp takes an ``MjModel``; built once) and ``ten_J``'s sparse layout."""
+        import mujoco.mjx.warp.types as mjxw_types
+        from mujoco.mjx._src import collision_driver, constraint
+        from mujoco.mjx._src.types import Impl
+
+        model = mjx.put_model(source, impl="warp", device=device)
+        # Capacities as the JAX implementation's (every candidate contact, every constraint row: nothing dropped).
+        # Warp's constraint rows are per world (njmax), its contacts one buffer shared by all vmapped worlds
+        # (naconmax = warp_batch worlds x contacts per world).
+        condim = collision_driver.make_condim(source, impl=Impl.JAX)
+        nefc = sum(constraint.counts(constraint.make_efc_type(source, condim)))
+        naconmax = max(condim.size, 1) * int(self.config["warp_batch"])
+        data0 = mjx.make_data(source, impl="warp", device=device, naconmax=naconmax, njmax=max(nefc, 1))
+        # Fields of Warp's data that are not per env (the shared contact buffer and its counters): under vmap they
+        # stay unbatched, which the training wrappers' leaf-by-leaf select / gather do not handle yet (docs)
+        shared = tuple(k for k, batched in mjxw_types._BATCH_DIM["Data"].items()
+                       if not batched and isinstance(getattr(data0._impl, k, None), jax.Array))
+        # Warp keeps ten_J sparse ([nJten], MuJoCo's ten_J_rowadr / ten_J_colind layout); features() scatters it
+        # into the JAX implementation's dense [ntendon, nv] (the feature layout's indexing)
+        rows = np.repeat(np.arange(source.ntendon), source.ten_J_rownnz)
+        ten_j_index = (rows * source.nv + np.asarray(source.ten_J_colind)[: rows.size]).astype(np.int32)
+        if data0._impl.ten_J.shape[-1] != ten_j_index.size:
+            raise RuntimeError(f"impl='warp': ten_J has {data0._impl.ten_J.shape[-1]} entries, the model's sparse "
+                               f"layout {ten_j_index.size}: this mujoco-mjx differs from the pinned 3.17.0")
+        return model, {"data0": data0, "shared": shared, "ten_j_index": ten_j_index,
+                       "shape": (source.ntendon, source.nv), "ncon": condim.size, "njmax": max(nefc, 1)}
+
+    @property
+    def impl(self) -> str:
+        """``"jax"`` or ``"warp"``: the MJX implementation simulating this env."""
+        return self.config["impl"]
+
     # ------------------------------------------------------------------ pure functions
     def features(self, data: mjx.Data) -> Array:
         """``[F]`` flat feature vector (used sources concatenated, then a 0 padding slot)."""
@@ -295,7 +429,10 @@ class MaMuJoCo(Env):
                 x = getattr(data, base)
             elif base in ("cvel",):
                 x = data.cvel
-            else:  # cinert, cfrc_ext, ten_J, ten_velocity live in the JAX impl
+            elif base == "ten_J" and self._warp is not None:  # Warp: sparse [nJten] -> dense [ntendon, nv]
+                dense = jnp.zeros(math.prod(self._warp["shape"]), impl.ten_J.dtype)
+                x = dense.at[self._warp["ten_j_index"]].set(impl.ten_J)
+            else:  # cinert, cfrc_ext, ten_J, ten_velocity live in the implementation's data
                 x = getattr(impl, base) if base != "ten_length" else data.ten_length
             x = x.reshape(-1)
             if clip:
@@ -313,16 +450,22 @@ class MaMuJoCo(Env):
         """Context manager: MJX calls traced inside it use this env's MJX functions (``capsule_frame``,
         ``rk4_rotations``: module docstring), e.g. ``with env.mjx_functions(): mjx.step(env.mjx_model, d)``."""
         frame, rk4 = (self.config[k] == "reference" for k in ("capsule_frame", "rk4_rotations"))
-        if frame or rk4:
+        if self._warp is None and (frame or rk4):  # Warp: MJX dispatches to MuJoCo Warp before these functions
             return mjx_patches.reference_functions(capsule_frame=frame, rk4=rk4)
         return contextlib.nullcontext()
 
     def state_from_physics(self, qpos: Array, qvel: Array) -> State:
         """The env state at ``qpos [nq]``, ``qvel [nv]`` (``mj_forward`` applied, time 0), as after a reset."""
-        data = mjx.make_data(self.mjx_model)
+        data = mjx.make_data(self.mjx_model) if self._warp is None else self._warp["data0"]
         data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
         with self.mjx_functions():
             data = mjx.forward(self.mjx_model, data)
+        if self._warp is not None:
+            # as the JAX path: qpos as given (Warp's forward writes back normalized free-joint quaternions; its
+            # step normalizes them anyway), no rne_postconstraint at a reset (cfrc_ext 0)
+            data = data.replace(qpos=jnp.asarray(qpos, jnp.float32))
+            if self._needs_cfrc_ext:
+                data = data.tree_replace({"_impl.cfrc_ext": jnp.zeros_like(data._impl.cfrc_ext)})
         obs, gstate = self.observe(data)
         return State(
             env_state=MaMuJoCoState(data=data),
@@ -356,7 +499,7 @@ class MaMuJoCo(Env):
         data = data.replace(ctrl=ctrl)
         with self.mjx_functions():
             data = jax.lax.fori_loop(0, self.task.frame_skip, lambda _, d: mjx.step(model, d), data)
-        if self.task.needs_cfrc_ext or "cfrc_ext" in " ".join(self.layout.sources):
+        if self._needs_cfrc_ext and self._warp is None:  # Warp: in its forward (run_rne_postconstraint)
             data = mjx.rne_postconstraint(model, data)
         return data
 
