@@ -51,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (medians reported)")
     p.add_argument("--fill", type=int, default=32, help="uniform warm-up iterations that fill the buffer first")
     p.add_argument("--buffer-size", type=int, default=None, help="override the preset's buffer size (memory)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds vmapped in every piece (1: as one seed of a run)")
     p.add_argument("--quick", action="store_true", help="tiny networks, batch and evaluation (tests)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "profile_train.json"))
     p.add_argument("--notes", default="")
@@ -117,7 +118,7 @@ def main(argv=None):
     seeds = lambda f: jax.jit(jax.vmap(f))  # every piece under a vmap over one seed, as make_trainer
 
     t0 = time.perf_counter()
-    ts = seeds(lambda k: training.init(setup, k))(jax.random.split(jax.random.key(cfg.seed), 1))
+    ts = seeds(lambda k: training.init(setup, k))(jax.random.split(jax.random.key(cfg.seed), args.seeds))
 
     def fill(ts):
         def one(ts, _):
@@ -152,7 +153,7 @@ def main(argv=None):
     critic_u = scan_updates(lambda ls, batch, k, it: agent._update_critic(ls, batch, k, agent.alpha(it))[0])
     policy_u = scan_updates(lambda ls, batch, k, it: policy_step(ls, batch, k, agent.alpha(it))[0])
 
-    k = jax.random.split(jax.random.key(1), (9, 1))
+    k = jax.random.split(jax.random.key(1), (9, args.seeds))
     actions = seeds(act)(ts, k[0])
     batches = seeds(sample_u)(ts, k[1])
     it = ts.iteration
@@ -180,23 +181,28 @@ def main(argv=None):
         compiled[name] = [f.lower(*fargs).compile(), fargs, donated]
         compile_s[name] = time.perf_counter() - t0
     times = {name: [] for name in calls}
+    cpu_times = {name: [] for name in calls}  # process CPU seconds (all threads): steadier than wall under load
     for _ in range(args.repeats):
         for name, entry in compiled.items():
             f, fargs, donated = entry
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = jax.block_until_ready(f(*fargs))
             times[name].append(time.perf_counter() - t0)
+            cpu_times[name].append(time.process_time() - c0)
             if donated:
                 entry[1] = (out, *fargs[1:])
 
     per_iter = {name: float(np.median(ts_)) for name, ts_ in times.items()}
     per_iter["evaluate"] /= cfg.eval_every
+    cpu_iter = {name: float(np.median(ts_)) for name, ts_ in cpu_times.items()}
+    cpu_iter["evaluate"] /= cfg.eval_every
     iteration = per_iter["train_step"] + per_iter["evaluate"]
     rows = [{"piece": name, "ms_per_iteration": 1e3 * per_iter[name], "share": per_iter[name] / iteration,
              "ms_per_call_median": 1e3 * float(np.median(times[name])),
-             "ms_per_call_all": [1e3 * x for x in times[name]], "compile_s": compile_s[name]} for name in PIECES]
+             "ms_per_call_all": [1e3 * x for x in times[name]], "cpu_ms_per_iteration": 1e3 * cpu_iter[name],
+             "compile_s": compile_s[name]} for name in PIECES]
     result = {
-        "env": cfg.env, "algo": cfg.algo, "budget": args.budget, "quick": args.quick,
+        "env": cfg.env, "algo": cfg.algo, "budget": args.budget, "quick": args.quick, "seeds": args.seeds,
         "config": {"num_envs": b, "updates_per_iteration": u, "batch_size": cfg.batch_size,
                    "buffer_size": cfg.buffer_size, "eval_every": cfg.eval_every, "eval_episodes": cfg.eval_episodes,
                    "eval_modes": list(agent.eval_modes), "episode_length": setup.env.spec.episode_length,
@@ -230,9 +236,10 @@ def main(argv=None):
 def print_table(result):
     print(f"{result['env']} {result['algo']} ({result['budget']}): one iteration = {result['iteration_ms']:.1f} ms "
           f"({result['env_steps_per_s']:.0f} env steps/s incl. amortised evaluation); load {result['load_average']}")
-    print(f"{'piece':<12} {'ms/iter':>10} {'share':>7} {'compile s':>10}")
+    print(f"{'piece':<12} {'ms/iter':>10} {'share':>7} {'cpu ms':>8} {'compile s':>10}")
     for r in result["rows"]:
-        print(f"{r['piece']:<12} {r['ms_per_iteration']:>10.2f} {100 * r['share']:>6.1f}% {r['compile_s']:>10.1f}")
+        print(f"{r['piece']:<12} {r['ms_per_iteration']:>10.2f} {100 * r['share']:>6.1f}% "
+              f"{r.get('cpu_ms_per_iteration', float('nan')):>8.2f} {r['compile_s']:>10.1f}")
     print("checks (1 = the parts add up):", {k: round(v, 2) for k, v in result["parts_check"].items()})
 
 

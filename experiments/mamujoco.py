@@ -47,7 +47,7 @@ import jax
 import numpy as np
 
 from svnr_jax.algorithms import get_algorithm, list_algorithms
-from svnr_jax.config import TrainConfig, to_dict, validate
+from svnr_jax.config import TrainConfig, to_dict, training_differences, validate
 from svnr_jax.presets import MAMUJOCO_TASKS, preset
 from svnr_jax.runner import RunDirError, evaluate_state, run
 from svnr_jax.stats import summarize
@@ -119,7 +119,8 @@ def train_one(algo: str, task: str, args, results: dict) -> dict | None:
     key = f"{algo}/{task}"
     old = results.get(key)
     stored_cfg = json.loads(json.dumps(to_dict(cfg)))
-    if old is not None and not old.get("partial") and old.get("config") == stored_cfg and not args.fresh:
+    if (old is not None and not old.get("partial") and not training_differences(old.get("config", {}), cfg)
+            and not args.fresh):
         print(f"[{key}] finished earlier: skipped", file=sys.stderr)
         return old
     run_dir = os.path.join(args.runs_dir, args.budget, task, algo)
@@ -182,7 +183,8 @@ def estimate(algo: str, task: str, args, iterations: int = 16) -> dict:
     return {"algo": algo, "task": task, "budget": args.budget, "seeds": cfg.num_seeds, "iterations": cfg.iterations,
             "env_steps": cfg.iterations * env_steps_per_iteration(cfg), "seconds_per_iteration": per_it,
             "seconds_per_evaluation": eval_s, "evaluations": n_evals, "compile_seconds": compile_s,
-            "expected_hours": total / 3600, "device": str(jax.devices()[0]), "measured_iterations": k}
+            "expected_hours": total / 3600, "device": str(jax.devices()[0]), "measured_iterations": k,
+            "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count()}
 
 
 def _cell(s: dict) -> str:

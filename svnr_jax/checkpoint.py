@@ -5,6 +5,10 @@ keys as their raw ``uint32`` data; zero-size leaves, which orbax refuses, left o
 template) plus JSON metadata: the algorithm name and every leaf's path, shape and dtype. Restoring checks
 both against the template, so a checkpoint of another algorithm or of a changed state layout fails with a
 message that names the difference instead of loading wrong weights.
+
+Multi-process runs (:mod:`svnr_jax.distributed`) save and restore globally sharded states the same way, every
+process calling :func:`save`/:func:`restore` (orbax writes each process's shards); such a checkpoint restores in
+one process too (``svnr eval``), resharded to the template.
 """
 
 from __future__ import annotations
@@ -56,10 +60,13 @@ def to_saveable(tree, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def checksum(saved: dict[str, Any]) -> str:
-    """BLAKE2b of the arrays of :func:`to_saveable`'s dict (paths, shapes, dtypes and bytes, in path order)."""
+    """BLAKE2b of the arrays of :func:`to_saveable`'s dict (paths, shapes, dtypes and bytes, in path order): the
+    full arrays, also when each process holds only its shards (then every process must call it)."""
+    from svnr_jax.distributed import gather
+
     h = hashlib.blake2b(digest_size=16)
-    for name in sorted(saved):
-        x = np.ascontiguousarray(np.asarray(jax.device_get(saved[name])))
+    for name in sorted(saved):  # leaf by leaf: a globally sharded leaf is gathered alone (a collective)
+        x = np.ascontiguousarray(np.asarray(gather(saved[name])))
         h.update(f"{name}|{x.shape}|{x.dtype}|".encode())
         h.update(x.tobytes())
     return h.hexdigest()
@@ -97,14 +104,15 @@ def manager(run_dir: str, max_to_keep: int = 2):
 
 def save(mgr, step: int, state, *, algo: str, meta: dict | None = None, skip: tuple[str, ...] = ()) -> None:
     """Save ``state`` at ``step`` with its metadata (algorithm, layout, checksum, the ``skip`` prefixes left out,
-    and ``meta``, e.g. the run's config; blocking)."""
+    and ``meta``, e.g. the run's config; blocking). Several processes: every process calls it with the same
+    global state, each writes its own shards (orbax), process 0 the metadata; the folder must be shared."""
     import orbax.checkpoint as ocp
 
-    saved = jax.device_get(to_saveable(state, skip))
+    saveable = to_saveable(state, skip)
+    on_host = jax.device_get(saveable) if jax.process_count() == 1 else saveable
     meta = {**(meta or {}), "format": FORMAT, "algo": algo, "layout": layout(state), "skip": list(skip),
-            "checksum": checksum(saved)}
-    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(to_saveable(state, skip)),
-                                           meta=ocp.args.JsonSave(meta)))
+            "checksum": checksum(on_host)}
+    mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(saveable), meta=ocp.args.JsonSave(meta)))
     mgr.wait_until_finished()
 
 

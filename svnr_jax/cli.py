@@ -7,6 +7,7 @@
     svnr eval runs/pro-indep                                 # returns per execution mode of the run's algorithm
     svnr render runs/cheetah --steps 200                     # GIF of one episode (MaMuJoCo runs only)
     svnr algos                                               # registered algorithms and their modes
+    svnr train ... --run-dir /shared/run --distributed       # one process per host (TPU pod slice, SLURM)
 
 Options are generated from the fields of :class:`svnr_jax.config.TrainConfig` and of the chosen algorithm's
 config class (``svnr train --algo NAME --help`` lists them; their docstrings are the help texts). Values
@@ -151,6 +152,37 @@ def _algo_of(argv: list[str]) -> tuple[str | None, bool]:
     return known.algo, known.algo is not None
 
 
+def _add_distributed_options(parser: argparse.ArgumentParser, folder: str) -> None:
+    """``--distributed`` (auto-detected) and ``--coordinator/--num-processes/--process-id`` (explicit)."""
+    group = parser.add_argument_group(
+        "multi-process (several hosts)",
+        "Every process runs the same command; the seeds (rows) are sharded over all\nprocesses' devices. "
+        f"{folder} must be a folder every host sees (a shared\nfile system). See docs/distributed.md.")
+    group.add_argument("--distributed", action="store_true",
+                       help="join a multi-process run whose processes are detected from the cluster (TPU pod slice, "
+                            "SLURM, Open MPI)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="explicit launch: the address of process 0 (with --num-processes and --process-id)")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N", help="explicit launch: processes")
+    group.add_argument("--process-id", type=int, default=None, metavar="K",
+                       help="explicit launch: this process's index in [0, N)")
+
+
+def _join(parser: argparse.ArgumentParser, args: argparse.Namespace, folder_flag: str, folder: str | None) -> None:
+    """Initialise the multi-process run the options ask for (nothing without them), before any JAX computation."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in explicit):
+        return
+    if folder is None:
+        parser.error(f"a multi-process run needs {folder_flag}: the same folder on every host (a shared file system)")
+    from svnr_jax import distributed
+
+    try:
+        distributed.initialize(*explicit)
+    except (distributed.DistributedError, RuntimeError) as e:
+        parser.error(str(e))
+
+
 def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
     """The ``svnr`` parser, with the config options of algorithm ``algo`` under ``svnr train``."""
     parser = argparse.ArgumentParser(prog="svnr", description=__doc__,
@@ -169,6 +201,7 @@ def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
                          "--overwrite a folder holding a run is refused")
     tr.add_argument("--no-progress", action="store_true", help="no progress line per chunk")
     tr.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
+    _add_distributed_options(tr, "--run-dir")
     _add_config_options(tr, algo)
     ev = sub.add_parser("eval", help="evaluate a run's latest checkpoint per execution mode",
                         description="Mean ± std over seeds of the episode return per execution mode of the run's "
@@ -205,9 +238,13 @@ def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
     sw.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
                     help="hyperparameters of the algorithm's config and their values, e.g. policy_lr=1e-4,3e-4")
     sw.add_argument("--seeds", type=int, default=4, help="seeds per grid point (default 4)")
+    sw.add_argument("--seed-batch", type=int, default=0, metavar="K",
+                    help="rows (points x seeds) vectorised together per device: 0 = all (accelerators, default); "
+                         "K = K at a time, one group after another in the same program (faster per row on CPU)")
     sw.add_argument("--iterations", type=int, default=None, help="training iterations (default: the preset's)")
     sw.add_argument("--out", default=None, help="results folder (default runs/sweep-<algo>-<env>-<time>)")
     sw.add_argument("--no-progress", action="store_true", help="no line per chunk")
+    _add_distributed_options(sw, "--out")
     return parser
 
 
@@ -237,8 +274,9 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    _join(parser, args, "--out", args.out)
     try:
-        over: dict = {"num_seeds": args.seeds}
+        over: dict = {"num_seeds": args.seeds, "seed_batch": args.seed_batch}
         if args.iterations is not None:
             base = preset(args.env, args.algo)
             chunk = base.chunk_iterations if args.iterations % base.chunk_iterations == 0 else args.iterations
@@ -251,6 +289,10 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(e))
     out = args.out or os.path.join("runs", f"sweep-{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
     result = sweep.run_sweep(config, grid, out_dir=out, progress=not args.no_progress)
+    from svnr_jax import distributed
+
+    if not distributed.is_primary():  # process 0 reports the merged table
+        return 0
     print(sweep.table(result))
     print(f"wrote {out}/sweep.json, sweep.md, sweep.png", file=sys.stderr)
     return 0
@@ -259,6 +301,8 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from svnr_jax.config import to_dict
 
+    if not args.show_config:
+        _join(parser, args, "--run-dir", args.run_dir)
     try:
         config = config_from_args(args)
     except ValueError as e:
@@ -281,7 +325,10 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # a second signal: quit at once
         print(f"interrupted at once; the checkpoints already in {run_dir} are kept", file=sys.stderr)
         return 130
-    print(result.message, file=sys.stderr)
+    from svnr_jax import distributed
+
+    if distributed.is_primary():
+        print(result.message, file=sys.stderr)
     return {"finished": 0, "interrupted": 130, "nonfinite": 1}[result.status]
 
 

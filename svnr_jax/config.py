@@ -63,6 +63,10 @@ class TrainConfig:
     """Base seed; seed s of a sweep uses fold_in(key(seed), s)."""
     num_seeds: int = 1
     """Seeds trained together with vmap (sharded over devices when there are several)."""
+    seed_batch: int = 0
+    """Seeds vectorised together on a device: 0 = all of them (vmap; for accelerators); k = k at a time, the groups
+    one after another in the same program (CPU: a smaller working set is faster per seed; results equal up to
+    float rounding)."""
     algo_config: AlgoConfig = SVNRConfig()
     """The algorithm's hyperparameters (an instance of its config class)."""
 
@@ -125,6 +129,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         bad("keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
     if not isinstance(c.checkpoint_buffer, bool):
         bad("checkpoint_buffer", c.checkpoint_buffer, "true or false")
+    if not is_int(c.seed_batch) or c.seed_batch < 0:
+        bad("seed_batch", c.seed_batch, "an integer >= 0 (0: all seeds vectorised together)")
     if not is_int(c.seed) or c.seed < 0:
         bad("seed", c.seed, "an integer >= 0")
     if c.chunk_iterations % c.eval_every:
@@ -212,6 +218,18 @@ def from_dict(d: dict[str, Any]) -> TrainConfig:
     return make_config(algo, d.pop("algo_config", {}), **d)
 
 
+#: Fields that change how a run executes, not what it computes (up to float rounding): a resume or a finished-run
+#: check may differ in them.
+EXECUTION_FIELDS = ("seed_batch", "keep_checkpoints")
+
+
+def training_differences(a: TrainConfig | dict, b: TrainConfig | dict) -> list[str]:
+    """Top-level fields in which two configs (or :func:`to_dict` dicts, e.g. read back from JSON; fields added
+    since take their defaults) differ, :data:`EXECUTION_FIELDS` left out."""
+    da, db = (json.loads(json.dumps(to_dict(from_dict(x) if isinstance(x, dict) else x))) for x in (a, b))
+    return sorted(k for k in set(da) | set(db) if k not in EXECUTION_FIELDS and da.get(k) != db.get(k))
+
+
 def save_json(config: TrainConfig, path: str) -> None:
     """Write ``config`` as JSON, atomically (a temporary file renamed over ``path``)."""
     tmp = f"{path}.tmp"
@@ -228,5 +246,6 @@ def load_json(path: str) -> TrainConfig:
         return from_dict(json.load(f))
 
 
-__all__ = ["TrainConfig", "field_docs", "from_dict", "load_json", "make_algo_config", "make_config", "preset",
-           "save_json", "to_dict", "validate"]
+__all__ = ["EXECUTION_FIELDS", "TrainConfig", "field_docs", "from_dict", "load_json", "make_algo_config", "make_config",
+           "preset",
+           "save_json", "to_dict", "training_differences", "validate"]

@@ -7,6 +7,11 @@ orbax checkpoint per chunk (:mod:`svnr_jax.checkpoint`), resumes exactly, handle
 stops on a non-finite loss (any metric whose name ends in ``loss``) or a non-finite env step (a NaN action,
 reward or observation: ``nonfinite_steps`` > 0). :func:`load_run` and
 :func:`evaluate_run` read a run folder back.
+
+Several processes (after :func:`svnr_jax.distributed.initialize`): every process runs :func:`run` on the same
+(shared) folder; process 0 alone locks it, writes ``config.json`` and the metric files (the metrics gathered from
+all processes), every process writes its own shards of each checkpoint (orbax), and stopping (signals) is agreed
+after each chunk. Details: ``docs/distributed.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from svnr_jax import acting, checkpoint
+from svnr_jax import acting, checkpoint, distributed
 from svnr_jax.config import TrainConfig, save_json
 from svnr_jax.training import Trainer, TrainState, env_steps_per_iteration, make_trainer, seed_keys
 
@@ -153,6 +158,47 @@ def _signals(enabled: bool, stop: dict):
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+def _agreed_signal(stop: dict) -> int | None:
+    """The signal that stops the run: this process's, or with several processes any process's (a collective, so
+    that all of them stop after the same chunk)."""
+    if distributed.process_count() == 1:
+        return stop["signal"]
+    return distributed.agree_max(stop["signal"] or 0) or None
+
+
+@contextlib.contextmanager
+def _own_run_dir(run_dir: str, config: TrainConfig, *, resume: bool, overwrite: bool):
+    """Lock and prepare ``run_dir`` (:func:`run_dir_lock`, :func:`prepare_run_dir`, the saved config checked
+    against ``config`` on a resume) for the whole ``with`` block. Several processes: process 0 alone does it and the
+    others learn whether it could (they raise :class:`RunDirError` too if not).
+
+    Raises:
+      RunDirError: as :func:`prepare_run_dir` and :func:`run_dir_lock`; a resume whose config differs.
+    """
+    from svnr_jax.config import load_json, training_differences
+
+    def prepare(stack: contextlib.ExitStack) -> None:
+        stack.enter_context(run_dir_lock(run_dir))
+        prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        cfg_path = os.path.join(run_dir, "config.json")
+        if resume and os.path.exists(cfg_path) and (diff := training_differences(load_json(cfg_path), config)):
+            raise RunDirError(f"resume: config differs from the one saved in {cfg_path} (in {diff})")
+
+    with contextlib.ExitStack() as stack:
+        if distributed.process_count() == 1:
+            prepare(stack)
+        else:
+            error = None
+            if distributed.is_primary():
+                try:
+                    prepare(stack)
+                except RunDirError as e:
+                    error = e
+            if distributed.agree_max(int(error is not None)):
+                raise error or RunDirError(f"process 0 could not use the run folder {run_dir!r} (its log says why)")
+        yield
 
 
 class RunResult(NamedTuple):
@@ -288,7 +334,9 @@ def run(
     handle_signals: bool = True,
     announce: str | None = None,
 ) -> RunResult:
-    """Train ``config.num_seeds`` seeds in chunks, logging and checkpointing each chunk.
+    """Train ``config.num_seeds`` seeds in chunks, logging and checkpointing each chunk. With several processes
+    every process calls it alike (same arguments, a folder all of them see): process 0 writes the folder's files,
+    all write their checkpoint shards.
 
     Args:
       config: validated (and the env and agent built) before anything is written.
@@ -308,40 +356,35 @@ def run(
       ValueError: a bad config; :class:`RunDirError`: the folder cannot be used as asked; a resume whose
         config differs from the saved one.
     """
-    from svnr_jax.config import load_json, to_dict
+    from svnr_jax.config import to_dict, training_differences
 
+    primary = distributed.is_primary()  # the one process that writes the folder's files (always, with one process)
     stop: dict = {"signal": None}
     with _signals(handle_signals, stop):  # from the start: a signal during set-up or compile is handled too
-        if announce:
+        if announce and primary:
             print(announce, file=sys.stderr, flush=True)
         trainer = make_trainer(config)  # validates the config, builds env + agent before anything is written
         if resume and not os.path.isdir(run_dir):  # nothing to resume: that error, and no folder created
             prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        with run_dir_lock(run_dir):  # one process per run folder
-            prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        with _own_run_dir(run_dir, config, resume=resume, overwrite=overwrite):  # one process per run folder
             cfg_path = os.path.join(run_dir, "config.json")
-            if resume and os.path.exists(cfg_path):
-                saved = load_json(cfg_path)
-                if saved != config:
-                    raise RunDirError(f"resume: config differs from the one saved in {cfg_path}")
             manager = checkpoint.manager(run_dir, max_to_keep=config.keep_checkpoints)
             skip = () if config.checkpoint_buffer else ("buffer.",)
             if resume and manager.latest_step() is not None:
                 stored = checkpoint.read_meta(manager, manager.latest_step()).get("config")
-                given = json.loads(json.dumps(to_dict(config)))  # as stored (JSON: lists for tuples)
-                if stored is not None and stored != given:
+                if stored is not None and (diff := training_differences(stored, config)):
                     manager.close()
-                    diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
                     raise RunDirError(f"resume: the checkpoint in {run_dir!r} was trained with another config "
                                       f"(differs in {diff}); start a new run folder instead")
-            save_json(config, cfg_path)
+            if primary:
+                save_json(config, cfg_path)
 
             state = trainer.init(seed_keys(config))  # [padded seeds]: a multiple of the devices
             start_chunk = 0
             if resume and manager.latest_step() is not None:  # checkpoints hold the real seeds only
                 state, start_chunk = checkpoint.restore(manager, trainer.real(state), algo=config.algo)
                 state = trainer.pad(state)
-            if progress:
+            if progress and primary:
                 total, buffer = checkpoint.size_bytes(state, skip), checkpoint.size_bytes(state.buffer)
                 note = ("no replay buffer: on-policy" if state.buffer is None else
                         f"replay buffer {buffer / 2**20 / trainer.padded:.1f} MiB of it; --checkpoint-buffer false "
@@ -350,8 +393,9 @@ def run(
                 print(f"checkpoint: {total / 2**20 / trainer.padded:.1f} MiB per seed ({note}), the newest "
                       f"{config.keep_checkpoints} kept", file=sys.stderr)
             total_chunks = config.iterations // config.chunk_iterations
-            writer = MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
-            bar = _Progress(config.iterations, progress)
+            writer = (MetricsWriter(run_dir, keep_below=start_chunk * config.chunk_iterations if resume else None)
+                      if primary else None)
+            bar = _Progress(config.iterations, progress and primary)
 
             status, message, done = "finished", "", start_chunk
             try:
@@ -359,14 +403,15 @@ def run(
                     if max_chunks is not None and k - start_chunk >= max_chunks:
                         status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
                         break
-                    if stop["signal"] is not None:  # received before this chunk started (e.g. while compiling)
+                    if (sig := _agreed_signal(stop)) is not None:  # received before this chunk (e.g. while compiling)
                         status = "interrupted"
-                        message = (f"received {signal.Signals(stop['signal']).name} before chunk {k + 1}; " + (
+                        message = (f"received {signal.Signals(sig).name} before chunk {k + 1}; " + (
                             f"the last checkpoint ({k}) is kept" if k else "no checkpoint was written") + "; exited")
                         break
                     t0 = time.time()
                     new_state, (metrics, evals) = trainer.chunk(state)
-                    metrics, evals = trainer.real(jax.device_get((metrics, evals)))  # the padding seeds dropped
+                    # the padding seeds dropped; with several processes every one gets all seeds' metrics
+                    metrics, evals = trainer.real(distributed.gather((metrics, evals)))
                     # non-finite env steps (a NaN action pays a NaN reward) count as non-finite values, and are named
                     # first when a loss turns non-finite at the same iteration (they are the cause)
                     flagged = sorted(m for m in metrics if m.startswith("nonfinite_"))
@@ -377,7 +422,7 @@ def run(
                         bad_at = np.argwhere(~np.isfinite(losses))  # [(loss, seed, t)]
                         bad = bad_at[np.argmin(bad_at[:, 2])]  # the first bad iteration
                         first, t_bad = k * config.chunk_iterations, int(bad[2])
-                        if t_bad > 0:  # the failing chunk's rows before it are kept
+                        if t_bad > 0 and writer is not None:  # the failing chunk's rows before it are kept
                             keep = evals["eval_iteration"][0] <= first + t_bad
                             writer.write(first, {n: v[:, :t_bad] for n, v in metrics.items()},
                                          {n: v[:, keep] for n, v in evals.items()})
@@ -401,7 +446,8 @@ def run(
                     done = k + 1
                     # metrics first, then the checkpoint: a kill in between leaves rows beyond the checkpoint, which a
                     # resume cuts back (never a checkpoint whose rows are missing)
-                    writer.write(k * config.chunk_iterations, metrics, evals)
+                    if writer is not None:
+                        writer.write(k * config.chunk_iterations, metrics, evals)
                     checkpoint.save(manager, done, trainer.real(state), algo=config.algo,
                                     meta={"config": to_dict(config)}, skip=skip)
                     steps = config.chunk_iterations * env_steps_per_iteration(config) * config.num_seeds
@@ -409,15 +455,15 @@ def run(
                     ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
                     bar.update(done * config.chunk_iterations,
                                f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
-                    if stop["signal"] is not None:
+                    if (sig := _agreed_signal(stop)) is not None:
                         status = "interrupted"
-                        message = (f"received {signal.Signals(stop['signal']).name}; saved checkpoint {done} and "
-                                   "exited cleanly")
+                        message = (f"received {signal.Signals(sig).name}; saved checkpoint {done} and exited cleanly")
                         break
                 else:
                     message = f"finished {total_chunks} chunks ({config.iterations} iterations)"
             finally:
-                writer.close()
+                if writer is not None:
+                    writer.close()
                 manager.close()
             return RunResult(status, trainer.real(state), done, message)
 
@@ -467,7 +513,7 @@ def evaluate_state(config: TrainConfig, state: TrainState, *, modes: tuple[str, 
         return jax.vmap(lambda t: acting.evaluate(agent, setup.eval_env, t.learner, t.iteration,
                                                   jax.random.key(seed), modes, n_ep))(ts)
 
-    res = jax.device_get(eval_all(state))
+    res = distributed.gather(eval_all(state))
     return {m: np.asarray(res[f"eval_{m}"]) for m in modes}
 
 

@@ -13,6 +13,10 @@ they change shapes or the program), are refused with a message saying why — ru
 Every grid point uses the same seed keys (``training.seed_keys``: common random numbers across points). Results
 per point: the final in-scan evaluation of the algorithm's test mode per seed, its IQM with a 95 % bootstrap CI,
 mean ± std; ``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out_dir``.
+
+Several processes (:mod:`svnr_jax.distributed`): the rows (point × seed) are sharded over every process's devices;
+each process writes the rows it holds to ``sweep.p<k>.json``, and after a barrier :func:`merge_slices` builds the
+one result from them (process 0 writes it): the same as a single-process run of the sweep.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from svnr_jax import training
+from svnr_jax import distributed, training
 from svnr_jax.algorithms.base import get_algorithm
 from svnr_jax.config import TrainConfig, validate
 from svnr_jax.envs import make
@@ -110,9 +114,10 @@ def check_grid(config: TrainConfig, grid: dict[str, tuple[float, ...]]) -> list[
     return list(grid)
 
 
-def make_sweep(config: TrainConfig, names: list[str]):
-    """Jitted ``init(values [R, F], keys [R]) -> TrainState`` and ``chunk(values, state) -> (state, (metrics,
-    evals))``, vmapped over R = points × seeds rows (F = swept fields, in ``names`` order)."""
+def make_sweep(config: TrainConfig, names: list[str], sharding=None):
+    """``init(values [R, F], keys [R]) -> TrainState`` and ``chunk(values, state) -> (state, (metrics, evals))``
+    over R = points × seeds rows (F = swept fields, in ``names`` order), the rows vectorised as
+    ``config.seed_batch`` says (:func:`svnr_jax.training.over_seeds`; ``sharding``: the rows' sharding)."""
     base_env = make(config.env, **config.env_kwargs)
 
     def setup_for(vals):
@@ -125,7 +130,8 @@ def make_sweep(config: TrainConfig, names: list[str]):
     def chunk(vals, ts):
         return training.chunk(setup_for(vals), ts)
 
-    return jax.vmap(init), jax.vmap(chunk)
+    return (training.over_seeds(init, config.seed_batch, sharding),
+            training.over_seeds(chunk, config.seed_batch, sharding))
 
 
 def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_dir: str | None = None,
@@ -139,6 +145,10 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     """
     names = check_grid(config, grid)
     points = grid_points(grid)
+    multi = distributed.process_count() > 1
+    if multi and not out_dir:
+        raise ValueError("a multi-process sweep needs out_dir (a folder every process sees): the processes' slices "
+                         "of the results are merged through it")
     p, s = len(points), config.num_seeds
     values = np.repeat(np.array([[pt[n] for n in names] for pt in points], np.float32), s, axis=0)  # [P*S, F]
     keys = jnp.concatenate([training.seed_keys(config)] * p)  # point-major: row r = point r // S, seed r % S
@@ -148,11 +158,14 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     if padded != rows:
         values = np.concatenate([values, np.repeat(values[-1:], padded - rows, axis=0)])
         keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], padded - rows, axis=0)])
-    v_init, v_chunk = make_sweep(config, names)
+    v_init, v_chunk = make_sweep(config, names, sharding)
     if sharding is None:
         j_init, j_chunk = jax.jit(v_init), jax.jit(v_chunk, donate_argnums=1)
     else:
-        values, keys = jax.device_put((jnp.asarray(values), keys), sharding)
+        if multi:  # global arrays: each process fills its own devices' rows
+            values, keys = distributed.to_global((values, keys), sharding)
+        else:
+            values, keys = jax.device_put((jnp.asarray(values), keys), sharding)
         j_init = jax.jit(v_init, in_shardings=(sharding, sharding), out_shardings=sharding)
         j_chunk = jax.jit(v_chunk, in_shardings=(sharding, sharding), out_shardings=sharding, donate_argnums=1)
     _, agent_cls = get_algorithm(config.algo)
@@ -161,31 +174,121 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     state = j_init(values, keys)
     n_chunks = config.iterations // config.chunk_iterations
     evals = []
+    mine: dict[int, dict[str, list]] = {}  # several processes: row -> this process's eval curve pieces
     for k in range(n_chunks):
         state, (_, ev) = j_chunk(values, state)
-        ev = jax.device_get(ev)
-        evals.append({"iteration": ev["eval_iteration"][:rows], "ret": ev[f"eval_{mode}"][:rows]})
-        if progress:
-            best = np.nanmax(np.mean(ev[f"eval_{mode}"][:rows, -1].reshape(p, s), axis=1))
+        ev = {"iteration": ev["eval_iteration"], "ret": ev[f"eval_{mode}"]}
+        if multi:
+            for name, x in ev.items():
+                for r, row in distributed.local_rows(x).items():
+                    if r < rows:
+                        mine.setdefault(r, {"iteration": [], "ret": []})[name].append(row)
+            last = distributed.gather(ev["ret"])[:rows, -1]  # every process takes part; for the progress line
+        else:
+            ev = jax.device_get(ev)
+            evals.append({"iteration": ev["iteration"][:rows], "ret": ev["ret"][:rows]})
+            last = ev["ret"][:rows, -1]
+        if progress and distributed.is_primary():
+            best = np.nanmax(np.mean(last.reshape(p, s), axis=1))
             print(f"sweep {config.algo} on {config.env}: chunk {k + 1}/{n_chunks}, {time.time() - t0:.0f} s, best "
                   f"point's mean {mode} return {best:.3f}", file=sys.stderr, flush=True)
     wall = time.time() - t0
+    head = {"algo": config.algo, "env": config.env, "fields": names, "seeds": s, "test_mode": mode,
+            "iterations": config.iterations, "wall_seconds": wall, "device": str(jax.devices()[0]),
+            "num_devices": len(jax.devices()), "rows_padded": padded}
+    if multi:
+        write_slice(out_dir, head, points, {r: {n: np.concatenate(v) for n, v in c.items()} for r, c in mine.items()})
+        distributed.barrier("svnr-sweep-slices-written")
+        result = merge_slices(out_dir)
+        if distributed.is_primary():
+            write_results(result, out_dir)
+        return result
     its = np.concatenate([e["iteration"] for e in evals], axis=1)[0]  # [E]
     ret = np.concatenate([e["ret"] for e in evals], axis=1).reshape(p, s, -1)  # [P, S, E]
-    final = ret[:, :, -1]
-    if not np.all(np.isfinite(final)):
-        bad = [points[i] for i in range(p) if not np.all(np.isfinite(final[i]))]
-        print(f"warning: non-finite final returns at grid points {bad}", file=sys.stderr)
-    result = {"algo": config.algo, "env": config.env, "fields": names, "seeds": s, "test_mode": mode,
-              "iterations": config.iterations, "wall_seconds": wall, "device": str(jax.devices()[0]),
-              "num_devices": len(jax.devices()), "rows_padded": padded,
-              "points": [{"point": points[i], "per_seed": [float(x) for x in final[i]],
-                          "summary": summarize(final[i]) if np.all(np.isfinite(final[i])) else None,
-                          "curve": {"iteration": [int(x) for x in its],
-                                    "mean": [float(x) for x in np.mean(ret[i], axis=0)]}} for i in range(p)]}
+    result = _summarise(head, points, its, ret)
     if out_dir:
         write_results(result, out_dir)
     return result
+
+
+def _summarise(head: dict, points: list[dict], its: np.ndarray, ret: np.ndarray) -> dict:
+    """The sweep's result: ``head`` plus, per grid point, the final returns per seed, their summary and the mean
+    curve (``its [E]``, ``ret [P, S, E]``)."""
+    final = ret[:, :, -1]
+    p = len(points)
+    if not np.all(np.isfinite(final)) and distributed.is_primary():
+        bad = [points[i] for i in range(p) if not np.all(np.isfinite(final[i]))]
+        print(f"warning: non-finite final returns at grid points {bad}", file=sys.stderr)
+    return {**head,
+            "points": [{"point": points[i], "per_seed": [float(x) for x in final[i]],
+                        "summary": summarize(final[i]) if np.all(np.isfinite(final[i])) else None,
+                        "curve": {"iteration": [int(x) for x in its],
+                                  "mean": [float(x) for x in np.mean(ret[i], axis=0)]}} for i in range(p)]}
+
+
+def slice_path(out_dir: str, process: int) -> str:
+    """Where process ``process`` of a multi-process sweep writes its rows: ``out_dir/sweep.p<process>.json``."""
+    return os.path.join(out_dir, f"sweep.p{process}.json")
+
+
+def write_slice(out_dir: str, head: dict, points: list[dict], own: dict[int, dict[str, np.ndarray]]) -> str:
+    """Write this process's rows of a sweep (``{row: {"iteration": [E], "ret": [E]}}``, row = point × S + seed)
+    with the sweep's description to :func:`slice_path` (through a temporary file and a rename). Returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    k = distributed.process_index()
+    dtype = str(next(iter(own.values()))["ret"].dtype) if own else "float32"
+    body = {"process": k, "num_processes": distributed.process_count(), "sweep": head, "points": points,
+            "dtype": dtype, "rows": {str(r): {"iteration": [int(x) for x in c["iteration"]],
+                                              "ret": [float(x) for x in c["ret"]]} for r, c in sorted(own.items())}}
+    path = slice_path(out_dir, k)
+    with open(path + ".tmp", "w") as f:
+        json.dump(body, f)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def merge_slices(out_dir: str) -> dict:
+    """The result of a multi-process sweep from its slices in ``out_dir`` (every ``sweep.p<k>.json``): the same dict
+    :func:`run_sweep` returns in one process (plus ``num_processes``; ``wall_seconds`` = the slowest process's).
+
+    Raises:
+      FileNotFoundError: a process's slice is missing (``out_dir`` not shared by every host?). ValueError: slices of
+        different sweeps, or rows missing or given twice.
+    """
+    def read(k: int) -> dict:
+        path = slice_path(out_dir, k)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"the slice of process {k} ({path}) is missing: the sweep's folder must be one "
+                                    "that every host writes to (a shared file system)")
+        return _read_json(path)
+
+    first = read(0)
+    slices = [first] + [read(k) for k in range(1, first["num_processes"])]
+    head, points = dict(first["sweep"]), first["points"]
+    for sl in slices[1:]:
+        other = {k: v for k, v in sl["sweep"].items() if k != "wall_seconds"}
+        if other != {k: v for k, v in head.items() if k != "wall_seconds"} or sl["points"] != points:
+            raise ValueError(f"slice of process {sl['process']} in {out_dir!r} belongs to another sweep")
+    head["wall_seconds"] = max(sl["sweep"]["wall_seconds"] for sl in slices)
+    head["num_processes"] = len(slices)
+    p, s = len(points), head["seeds"]
+    found: dict[int, dict] = {}
+    for sl in slices:
+        for r, c in sl["rows"].items():
+            if int(r) in found:
+                raise ValueError(f"row {r} of the sweep in {out_dir!r} is in two slices")
+            found[int(r)] = c
+    missing = sorted(set(range(p * s)) - set(found))
+    if missing:
+        raise ValueError(f"rows {missing[:10]} of the sweep in {out_dir!r} are in no slice")
+    its = np.asarray(found[0]["iteration"])
+    ret = np.stack([np.asarray(found[r]["ret"], first["dtype"]) for r in range(p * s)]).reshape(p, s, -1)
+    return _summarise(head, points, its, ret)
 
 
 def table(result: dict) -> str:
@@ -200,8 +303,10 @@ def table(result: dict) -> str:
                 if s else "non-finite | –")
         lines.append("| " + " | ".join(cells) + f" | {stat} |")
     lines.append("")
+    procs = f" of {result['num_processes']} processes" if result.get("num_processes", 1) > 1 else ""
     lines.append(f"{result['algo']} on {result['env']}, {result['seeds']} seeds per point, {result['iterations']} "
-                 f"iterations; one program, {result['wall_seconds']:.0f} s on {result['num_devices']} device(s).")
+                 f"iterations; one program, {result['wall_seconds']:.0f} s on {result['num_devices']} device(s)"
+                 f"{procs}.")
     return "\n".join(lines)
 
 
@@ -232,4 +337,5 @@ def write_results(result: dict, out_dir: str) -> None:
     fig.savefig(os.path.join(out_dir, "sweep.png"), dpi=90)
 
 
-__all__ = ["check_grid", "grid_points", "make_sweep", "parse_grid", "run_sweep", "table", "write_results"]
+__all__ = ["check_grid", "grid_points", "make_sweep", "merge_slices", "parse_grid", "run_sweep", "slice_path", "table",
+           "write_results", "write_slice"]

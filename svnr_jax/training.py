@@ -338,7 +338,10 @@ def seed_keys(config: TrainConfig) -> Array:
 
 def seed_sharding(num_seeds: int):
     """A ``NamedSharding`` splitting the leading seed axis over all devices, or ``None`` with one device. With
-    several devices the seed axis is padded to a multiple of the device count (:func:`padded_seeds`)."""
+    several devices the seed axis is padded to a multiple of the device count (:func:`padded_seeds`).
+
+    After :func:`svnr_jax.distributed.initialize` the devices are every process's (``jax.devices()`` is global), in
+    process order: process k holds a contiguous block of seeds."""
     devices = jax.devices()
     if len(devices) < 2:
         return None
@@ -349,10 +352,18 @@ def seed_sharding(num_seeds: int):
 
 
 def padded_seeds(num_seeds: int, num_devices: int | None = None) -> int:
-    """Seeds actually run: ``num_seeds`` rounded up to a multiple of the device count, so that every device gets
-    the same number (the padding seeds repeat the last real seed and are dropped from metrics and checkpoints)."""
+    """Seeds actually run: ``num_seeds`` rounded up to a multiple of the device count (of all processes), so that
+    every device gets the same number (the padding seeds repeat the last real seed and are dropped from metrics and
+    checkpoints)."""
     d = len(jax.devices()) if num_devices is None else num_devices
     return num_seeds if d < 2 else -(-num_seeds // d) * d
+
+
+def _pad_rows(tree: Any, extra: int) -> Any:
+    """``tree`` with its last leading row repeated ``extra`` times."""
+    if not extra:
+        return tree
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]), tree)
 
 
 class Trainer(NamedTuple):
@@ -360,7 +371,9 @@ class Trainer(NamedTuple):
 
     The state the trainer works on has a leading axis of :attr:`padded` seeds (= ``num_seeds`` on one device; with
     several, rounded up to a multiple of the device count and sharded over them); :meth:`real` drops the padding
-    (metrics, checkpoints, results), :meth:`pad` restores it (after a checkpoint is read).
+    (metrics, checkpoints, results), :meth:`pad` restores it (after a checkpoint is read). With several processes
+    the state is made of global arrays (each process holds its devices' seeds) and every process calls the same
+    functions in the same order.
 
     Attributes:
       setup: static :class:`Setup`.
@@ -385,11 +398,43 @@ class Trainer(NamedTuple):
 
     def pad(self, tree: Any) -> Any:
         """``tree`` (leading ``[num_seeds]``) padded to ``[padded]`` by repeating the last seed and placed on the
-        seed sharding."""
-        if self.padded != self.num_seeds:
-            extra = self.padded - self.num_seeds
-            tree = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]), tree)
+        seed sharding. Several processes: ``tree`` holds host values equal on every process (e.g. the seed keys) or
+        global arrays (a restored checkpoint); every process must call it."""
+        extra = self.padded - self.num_seeds
+        if jax.process_count() > 1:  # global arrays: host values placed shard by shard, then padded under jit
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            from svnr_jax import distributed
+
+            everywhere = NamedSharding(self.sharding.mesh, PartitionSpec())
+            tree = jax.tree.map(lambda x: x if distributed.is_global(x) else distributed.to_global(x, everywhere),
+                                tree)
+            return jax.jit(_pad_rows, static_argnums=1, out_shardings=self.sharding)(tree, extra)
+        tree = _pad_rows(tree, extra)
         return tree if self.sharding is None else jax.device_put(tree, self.sharding)
+
+
+def over_seeds(f: Callable, seed_batch: int = 0, sharding: Any = None) -> Callable:
+    """``f`` (one seed's arguments -> outputs) over a leading seed axis of every argument and output.
+
+    ``seed_batch`` 0: ``jax.vmap(f)`` (all seeds vectorised together; the partitioner splits the seed axis over the
+    devices of ``sharding``). ``k >= 1``: each device's seeds run k at a time, one group after another
+    (``lax.map(..., batch_size=k)`` inside a ``shard_map`` over the seed axis): the same results up to float
+    rounding, a k-seed working set. On CPU, vectorising many seeds of small networks overflows the caches and costs
+    more per seed than running them one after another (docs/benchmarks.md); on accelerators vectorise (0)."""
+    if not seed_batch:
+        return jax.vmap(f)
+
+    def grouped(*xs):
+        return jax.lax.map(lambda a: f(*a), xs, batch_size=seed_batch)
+
+    if sharding is None:
+        return grouped
+    from jax.sharding import PartitionSpec
+
+    # every device works on its own seeds alone (no collectives): no replication checking of the scans' carries
+    return jax.shard_map(grouped, mesh=sharding.mesh, in_specs=PartitionSpec("seeds"),
+                         out_specs=PartitionSpec("seeds"), check_vma=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -402,8 +447,8 @@ def make_trainer(config: TrainConfig) -> Trainer:
     setup = build(config)
     sharding = seed_sharding(config.num_seeds)
     padded = padded_seeds(config.num_seeds)
-    v_init = jax.vmap(lambda k: init(setup, k))
-    v_chunk = jax.vmap(lambda ts: chunk(setup, ts))
+    v_init = over_seeds(lambda k: init(setup, k), config.seed_batch, sharding)
+    v_chunk = over_seeds(lambda ts: chunk(setup, ts), config.seed_batch, sharding)
     if sharding is None:
         return Trainer(setup, jax.jit(v_init), jax.jit(v_chunk, donate_argnums=0), None, config.num_seeds, padded)
     j_init = jax.jit(v_init, in_shardings=sharding, out_shardings=sharding)
@@ -417,5 +462,6 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
 
 __all__ = ["Setup", "TrainOutput", "TrainState", "Trainer", "Trajectory", "build", "chunk", "collect", "env_step",
-           "env_steps_per_iteration", "evaluate", "init", "make_train", "make_trainer", "padded_seeds", "period",
+           "env_steps_per_iteration", "evaluate", "init", "make_train", "make_trainer", "over_seeds", "padded_seeds",
+           "period",
            "rollout", "seed_keys", "seed_sharding", "train_step", "update"]

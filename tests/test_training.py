@@ -1,6 +1,7 @@
 """SVNR through the training loop and the host runner: smoke, determinism, learning, checkpoint→resume, sharding,
 signals. (Every registered algorithm gets the registry-parametrised checks of test_algorithms.py.)"""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -144,6 +145,55 @@ def test_seeds_that_do_not_divide_the_devices_are_padded(tmp_path):
         np.testing.assert_allclose(got, np.asarray(ref.eval["eval_deterministic"]).T, rtol=1e-5, atol=1e-5)
         _, _, loaded, step = runner.load_run(d)
         assert step == 2 and jax.tree.leaves(loaded)[0].shape[0] == 3
+        print("OK")
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_seed_batch_runs_groups_of_seeds_with_the_vmapped_results():
+    """seed_batch k: the seeds run k at a time (lax.map) in one program; the same numbers as all seeds vmapped."""
+    base = tiny(num_seeds=3, iterations=20, chunk_iterations=20)
+    outs = {}
+    for k in (0, 2):
+        tr = training.make_trainer(dataclasses.replace(base, seed_batch=k))
+        st, (m, e) = tr.chunk(tr.init(training.seed_keys(base)))
+        outs[k] = jax.device_get((st.learner.policy_params, m["critic_loss"], e["eval_deterministic"]))
+        assert np.asarray(outs[k][1]).shape == (3, 20)
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[2]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    with pytest.raises(ValueError, match="seed_batch"):
+        tiny(seed_batch=-1)
+
+
+def test_seed_batch_over_two_host_devices_and_changed_on_resume(tmp_path):
+    """3 seeds padded to 4 on 2 devices, each device mapping over its 2 seeds one at a time (shard_map + lax.map):
+    equal to the unsharded vmapped run; a resume may change seed_batch (it changes execution, not results)."""
+    code = textwrap.dedent(f"""
+        import csv, dataclasses, jax, numpy as np
+        from svnr_jax import runner, training
+        from svnr_jax.config import make_config
+        assert len(jax.devices()) == 2
+        cfg = make_config("maddpg", dict(actor_hidden=(8,), critic_hidden=(8,), gamma=0.0), env="max_of_two",
+                          num_envs=4, iterations=20, eval_every=10, chunk_iterations=10, batch_size=8,
+                          buffer_size=256, warmup_iterations=1, eval_episodes=4, num_seeds=3, seed_batch=1)
+        tr = training.make_trainer(cfg)
+        assert (tr.num_seeds, tr.padded) == (3, 4)
+        d = r"{tmp_path}/run"
+        runner.run(cfg, d, max_chunks=1, progress=False)
+        res = runner.run(dataclasses.replace(cfg, seed_batch=0), d, resume=True, progress=False)
+        assert res.status == "finished", res.message
+        rows = list(csv.DictReader(open(d + "/eval.csv")))
+        ref = jax.jit(jax.vmap(training.make_train(cfg)))(training.seed_keys(cfg))  # unsharded, vmapped
+        got = np.array([[float(r["eval_deterministic"]) for r in rows if int(r["iteration"]) == i] for i in (10, 20)])
+        np.testing.assert_allclose(got, np.asarray(ref.eval["eval_deterministic"]).T, rtol=1e-4, atol=1e-4)
+        try:
+            runner.run(dataclasses.replace(cfg, batch_size=4, iterations=40), d, resume=True, progress=False)
+            raise SystemExit("a resume with another batch_size was accepted")
+        except runner.RunDirError as e:
+            assert "batch_size" in str(e), e
         print("OK")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
