@@ -25,7 +25,8 @@ import numpy as np
 FORMAT = 2
 
 
-def _is_key(x) -> bool:
+def is_key(x) -> bool:
+    """Whether ``x`` (an array or a shape/dtype struct) holds typed PRNG keys."""
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
@@ -55,7 +56,7 @@ def _leaves(tree) -> list[tuple[str, Any]]:
 def to_saveable(tree, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """A pytree → ``{path: array}`` (keys as raw data; zero-size leaves and paths starting with a ``skip``
     prefix left out)."""
-    return {n: (jax.random.key_data(x) if _is_key(x) else x) for n, x in _leaves(tree)
+    return {n: (jax.random.key_data(x) if is_key(x) else x) for n, x in _leaves(tree)
             if getattr(x, "size", 1) > 0 and not n.startswith(skip)}
 
 
@@ -74,7 +75,7 @@ def checksum(saved: dict[str, Any]) -> str:
 
 def layout(tree) -> dict[str, list]:
     """``{path: [shape, dtype]}`` of every leaf (keys as ``key<impl>``)."""
-    return {n: [list(x.shape), "key" if _is_key(x) else str(x.dtype)] for n, x in _leaves(tree)}
+    return {n: [list(x.shape), "key" if is_key(x) else str(x.dtype)] for n, x in _leaves(tree)}
 
 
 def from_saveable(saved: dict[str, Any], template, skip: tuple[str, ...] = ()):
@@ -90,7 +91,7 @@ def from_saveable(saved: dict[str, Any], template, skip: tuple[str, ...] = ()):
         elif x is None:  # a zero-size leaf
             out.append(jnp.zeros(t.shape, t.dtype))
         else:
-            out.append(jax.random.wrap_key_data(x) if _is_key(t) else x)
+            out.append(jax.random.wrap_key_data(x) if is_key(t) else x)
     return jax.tree.unflatten(treedef, out)
 
 
@@ -219,4 +220,4 @@ def size_bytes(state, skip: tuple[str, ...] = ()) -> int:
 
 
 __all__ = ["CorruptCheckpoint", "check_compatible", "checksum", "from_saveable", "layout", "manager", "read_meta",
-           "restore", "restore_step", "save", "size_bytes", "to_saveable"]
+           "is_key", "restore", "restore_step", "save", "size_bytes", "to_saveable"]

@@ -20,6 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from svnr_jax.checkpoint import is_key
+
 
 class DistributedError(ValueError):
     """A bad launch: a malformed or incomplete ``--coordinator/--num-processes/--process-id``, or no cluster found."""
@@ -105,10 +107,6 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def _is_key(x) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def is_global(x) -> bool:
     """Whether ``x`` is a ``jax.Array`` with shards on other processes' devices."""
     return isinstance(x, jax.Array) and not x.is_fully_addressable
@@ -123,7 +121,7 @@ def gather(tree: Any) -> Any:
     from jax.experimental import multihost_utils
 
     def one(x):
-        if _is_key(x):
+        if is_key(x):
             x = jax.random.key_data(x)
         if is_global(x):
             return np.asarray(multihost_utils.process_allgather(x, tiled=True))
@@ -139,7 +137,7 @@ def to_global(tree: Any, sharding) -> Any:
     def one(x):
         if is_global(x):
             return jax.jit(lambda y: y, out_shardings=sharding)(x)
-        if _is_key(x):
+        if is_key(x):
             data = one(np.asarray(jax.random.key_data(x)))
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         host = np.asarray(x)

@@ -475,7 +475,7 @@ def load_run(run_dir: str, step: int | None = None) -> tuple[TrainConfig, Traine
     config = load_json(os.path.join(run_dir, "config.json"))
     trainer = make_trainer(config)
     template = jax.eval_shape(lambda k: trainer.real(trainer.init(k)), seed_keys(config))
-    template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if not checkpoint._is_key(s) else
+    template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if not checkpoint.is_key(s) else
                             jax.random.wrap_key_data(jnp.zeros(jax.eval_shape(jax.random.key_data,
                                                                               s).shape, jnp.uint32)),
                             template)
