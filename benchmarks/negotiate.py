@@ -191,10 +191,11 @@ def device_info() -> dict[str, Any]:
     }
 
 
-def make_problem(seed: int, batch: int, m: int, n: int, d: int, dtype=np.float32):
-    """Random critic params, states ``[B, S]`` and initial particles ``[B, M, N, d]`` (NumPy arrays)."""
+def make_problem(seed: int, batch: int, m: int, n: int, d: int, dtype=np.float32, hidden: int = HIDDEN):
+    """Random critic params (``hidden`` units per layer), states ``[B, S]`` and initial particles ``[B, M, N, d]``
+    (NumPy arrays)."""
     rng = np.random.default_rng(seed)
-    params = npn.init_mlp(rng, STATE_DIM + n * d, HIDDEN, dtype)
+    params = npn.init_mlp(rng, STATE_DIM + n * d, hidden, dtype)
     states = rng.normal(size=(batch, STATE_DIM)).astype(dtype)
     particles = rng.normal(size=(batch, m, n, d)).astype(dtype)
     return params, states, particles
@@ -258,8 +259,9 @@ def bench_one(
     topology: str,
     seed: int,
     baseline: Callable | None = None,
+    hidden: int = HIDDEN,
 ) -> dict[str, Any]:
-    params, states, particles = make_problem(seed, batch, m, n, d)
+    params, states, particles = make_problem(seed, batch, m, n, d, hidden=hidden)
     jparams = jax.tree.map(jnp.asarray, params)
     jstates, jparts = jnp.asarray(states), jnp.asarray(particles)
     args = (jparams, jstates, jparts)
@@ -343,11 +345,12 @@ def set_sq_dists(u: jax.Array, mask: np.ndarray) -> jax.Array:
 
 
 def breakdown(
-    m: int, n: int, d: int, *, batch: int, num_rounds: int, repeats: int, topology: str, seed: int
+    m: int, n: int, d: int, *, batch: int, num_rounds: int, repeats: int, topology: str, seed: int,
+    hidden: int = HIDDEN,
 ) -> dict[str, Any]:
     """Run times (s, fastest of ``repeats``, interleaved) of the pieces of one round on the batch, and of
     K-round scans with the library's direction, with a fixed bandwidth (no median) and with the scores alone."""
-    params, states, particles = make_problem(seed, batch, m, n, d)
+    params, states, particles = make_problem(seed, batch, m, n, d, hidden=hidden)
     args = (jax.tree.map(jnp.asarray, params), jnp.asarray(states), jnp.asarray(particles))
     jparts = args[2]
     mask = topology_mask(topology, n)
@@ -425,6 +428,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--d", type=int, nargs="+", default=[1, 3], help="per-agent action dims (default 1 3)")
     p.add_argument("--K", type=int, default=10, help="negotiation rounds (default 10)")
     p.add_argument("--batch", type=int, default=256, help="states per batch (default 256)")
+    p.add_argument("--hidden", type=int, default=HIDDEN,
+                   help=f"critic units per hidden layer (default {HIDDEN}; the MaMuJoCo presets use 256)")
     p.add_argument("--topology", default="nested", choices=TOPOLOGIES, help="negotiation topology (default nested)")
     p.add_argument(
         "--repeats", type=int, default=5, help="timed JAX calls per measurement; fastest and median kept (default 5)"
@@ -472,8 +477,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         low = 2 if name == "M" else 1
         if any(v < low for v in vals):
             p.error(f"--{name} values must be >= {low}; got {vals}")
-    if args.K < 1 or args.batch < 1 or args.repeats < 1 or args.numpy_states < 1 or args.numpy_repeats < 1:
-        p.error("--K, --batch, --repeats, --numpy-states and --numpy-repeats must be >= 1")
+    if min(args.K, args.batch, args.repeats, args.numpy_states, args.numpy_repeats, args.hidden) < 1:
+        p.error("--K, --batch, --repeats, --numpy-states, --numpy-repeats and --hidden must be >= 1")
     return args
 
 
@@ -519,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     topology=args.topology,
                     seed=args.seed,
                     baseline=baseline_fn,
+                    hidden=args.hidden,
                 )
                 if args.breakdown is not None and (not args.breakdown or (m, n, d) in args.breakdown):
                     row["breakdown"] = breakdown(
@@ -530,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         repeats=args.repeats,
                         topology=args.topology,
                         seed=args.seed,
+                        hidden=args.hidden,
                     )
                 rows.append(row)
                 print(format_table([row], baseline_rows).splitlines()[-1], flush=True)
@@ -550,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "step_size": STEP_SIZE,
             "tol": 0.0,
             "alpha": ALPHA,
-            "critic": f"MLP [{STATE_DIM}+N*d] -> {HIDDEN} -> {HIDDEN} -> 1, tanh",
+            "critic": f"MLP [{STATE_DIM}+N*d] -> {args.hidden} -> {args.hidden} -> 1, tanh",
             "repeats": args.repeats,
             "numpy_states": args.numpy_states,
             "numpy_repeats": args.numpy_repeats,

@@ -155,9 +155,7 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     rows = p * s
     padded = training.padded_seeds(rows)
     sharding = training.seed_sharding(rows)
-    if padded != rows:
-        values = np.concatenate([values, np.repeat(values[-1:], padded - rows, axis=0)])
-        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], padded - rows, axis=0)])
+    values, keys = training.pad_rows((values, keys), padded - rows)  # padding rows repeat the last real row
     v_init, v_chunk = make_sweep(config, names, sharding)
     if sharding is None:
         j_init, j_chunk = jax.jit(v_init), jax.jit(v_chunk, donate_argnums=1)

@@ -143,3 +143,11 @@ def test_env_benchmark_tiny_grid_writes_json(tmp_path):
             assert math.isfinite(r[k]) and r[k] > 0, (k, r)
         assert r["ours_agent_steps_per_s"] == pytest.approx(2 * r["ours_env_steps_per_s"])
     assert "cpu" in result["device"].lower()
+
+
+def test_hidden_sets_the_critic_width():
+    params, _, _ = bench.make_problem(0, 2, 4, 2, 1, hidden=16)
+    assert params.w1.shape == (bench.STATE_DIM + 2, 16) and params.w2.shape == (16, 16)
+    assert bench.parse_args(["--hidden", "256"]).hidden == 256
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--hidden", "0"])
