@@ -203,3 +203,23 @@ def test_warp_is_refused_by_the_training_stack_with_a_clear_error():
     assert not env.trainable
     with pytest.raises(ValueError, match="impl='warp'"):
         wrap_for_training(env, 4)
+
+
+@pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
+                                          "(or SVNR_WARP_CPU=1 for Warp's CPU device)")
+@pytest.mark.filterwarnings("ignore:MuJoCo")
+def test_a_warp_env_prints_nothing(tmp_path):
+    """Warp prints its banner and each module load on stdout at log level INFO; making and stepping a Warp env (in
+    a fresh process, where Warp initialises) prints nothing there."""
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp\nfrom svnr_jax.envs import make\n"
+            "env = make('HalfCheetah-2x3', impl='warp', capsule_frame='mjx', warp_batch=2)\n"
+            "ts = jax.jit(env.reset)(jax.random.key(0))\n"
+            "jax.block_until_ready(jax.jit(env.step)(ts, jnp.zeros((2, 3))).obs)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == "", out.stdout[:500]
