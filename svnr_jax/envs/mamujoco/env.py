@@ -162,8 +162,7 @@ def has_rk4_rotations(model: mujoco.MjModel) -> bool:
 
 def warp_device() -> jax.Device:
     """The device ``impl="warp"`` simulates on: JAX's default device if it is a CUDA GPU or the CPU (Warp's CPU
-    device). Raises ValueError (naming the package and the pip extra, or the device) where Warp cannot run. Raises
-    Warp's log level to warnings (set ``warp.config.log_level = warp.LOG_INFO`` after ``make`` for its messages)."""
+    device). Raises ValueError (naming the package and the pip extra, or the device) where Warp cannot run."""
     import mujoco.mjx.warp as mjxw
     from jax.extend import backend
 
@@ -173,13 +172,6 @@ def warp_device() -> jax.Device:
     if mjxw.mujoco_warp is None:
         raise ValueError("impl='warp': mujoco.mjx.third_party.mujoco_warp (vendored in mujoco-mjx) did not import; "
                          f"warp-lang is installed, check its version against mujoco-mjx 3.17.0's ({WARP_INSTALL})")
-    import warp
-
-    # Warp prints its banner and every module load on stdout (log level INFO); we print nothing
-    if hasattr(warp.config, "log_level") and hasattr(warp, "LOG_WARNING"):
-        warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)
-    else:  # older warp-lang
-        warp.config.quiet = True
     device = jax.devices()[0]
     cuda = device.platform == "gpu" and "cuda" in backend.backends() and device in jax.devices("cuda")
     if not (cuda or device.platform == "cpu"):
@@ -394,10 +386,18 @@ class MaMuJoCo(Env):
 
     def _put_warp(self, source: mujoco.MjModel, device: jax.Device) -> tuple[mjx.Model, dict[str, Any]]:
         """The Warp-implementation MJX model of ``source`` and what the pure functions need for it: the initial
-        data (MJX's ``make_data`` for Warp takes an ``MjModel``; built once) and ``ten_J``'s sparse layout."""
+        data (MJX's ``make_data`` for Warp takes an ``MjModel``; built once) and ``ten_J``'s sparse layout. Raises
+        Warp's log level to warnings (set ``warp.config.log_level = warp.LOG_INFO`` after ``make`` for its messages)."""
         import mujoco.mjx.warp.types as mjxw_types
+        import warp
         from mujoco.mjx._src import collision_driver, constraint
         from mujoco.mjx._src.types import Impl
+
+        # Warp prints its banner and every module load on stdout (log level INFO); we print nothing
+        if hasattr(warp.config, "log_level") and hasattr(warp, "LOG_WARNING"):
+            warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)
+        else:  # older warp-lang
+            warp.config.quiet = True
 
         model = mjx.put_model(source, impl="warp", device=device)
         # Capacities as the JAX implementation's (every candidate contact, every constraint row: nothing dropped).
