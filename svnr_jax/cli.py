@@ -242,7 +242,10 @@ def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
                     help="rows (points x seeds) vectorised together per device: 0 = all (accelerators, default); "
                          "K = K at a time, one group after another in the same program (faster per row on CPU)")
     sw.add_argument("--iterations", type=int, default=None, help="training iterations (default: the preset's)")
-    sw.add_argument("--out", default=None, help="results folder (default runs/sweep-<algo>-<env>-<time>)")
+    sw.add_argument("--out", default=None, help="results folder (default runs/sweep-<algo>-<env>-<time>); the sweep "
+                                                "is checkpointed there after every chunk")
+    sw.add_argument("--resume", action="store_true",
+                    help="continue the interrupted sweep in --out from its last checkpoint (same arguments)")
     sw.add_argument("--no-progress", action="store_true", help="no line per chunk")
     _add_distributed_options(sw, "--out")
     return parser
@@ -274,6 +277,8 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.resume and not args.out:
+        parser.error("--resume needs --out (the folder of the sweep to continue)")
     _join(parser, args, "--out", args.out)
     try:
         over: dict = {"num_seeds": args.seeds, "seed_batch": args.seed_batch}
@@ -288,7 +293,11 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except ValueError as e:
         parser.error(str(e))
     out = args.out or os.path.join("runs", f"sweep-{args.algo}-{args.env}-{time.strftime('%Y%m%d-%H%M%S')}")
-    result = sweep.run_sweep(config, grid, out_dir=out, progress=not args.no_progress)
+    try:
+        result = sweep.run_sweep(config, grid, out_dir=out, progress=not args.no_progress, resume=args.resume)
+    except sweep.SweepResumeError as e:
+        print(f"svnr sweep: error: {e}", file=sys.stderr)
+        return 2
     from svnr_jax import distributed
 
     if not distributed.is_primary():  # process 0 reports the merged table

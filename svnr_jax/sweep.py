@@ -12,7 +12,8 @@ they change shapes or the program), are refused with a message saying why — ru
 
 Every grid point uses the same seed keys (``training.seed_keys``: common random numbers across points). Results
 per point: the final in-scan evaluation of the algorithm's test mode per seed, its IQM with a 95 % bootstrap CI,
-mean ± std; ``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out_dir``.
+mean ± std; ``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out_dir``, where every chunk is also checkpointed
+(``resume=True`` / ``svnr sweep --resume`` continues an interrupted sweep).
 
 Several processes (:mod:`svnr_jax.distributed`): the rows (point × seed) are sharded over every process's devices;
 each process writes the rows it holds to ``sweep.p<k>.json``, and after a barrier :func:`merge_slices` builds the
@@ -33,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from svnr_jax import distributed, training
+from svnr_jax import checkpoint, distributed, training
 from svnr_jax.algorithms.base import get_algorithm
-from svnr_jax.config import TrainConfig, validate
+from svnr_jax.config import TrainConfig, to_dict, training_differences, validate
 from svnr_jax.envs import make
 from svnr_jax.envs.wrappers import RescaleActions, wrap_for_training
 from svnr_jax.stats import summarize
@@ -134,14 +135,26 @@ def make_sweep(config: TrainConfig, names: list[str], sharding=None):
             training.over_seeds(chunk, config.seed_batch, sharding))
 
 
+class SweepResumeError(ValueError):
+    """``out_dir`` holds another sweep's checkpoints, or checkpoints without ``resume``, or none with it."""
+
+
 def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_dir: str | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, resume: bool = False) -> dict[str, Any]:
     """Train every grid point × ``config.num_seeds`` seeds as one program (chunked, progress per chunk) and
     summarise the final test-mode evaluation per point.
+
+    With ``out_dir``, the state of every row and the evaluations so far are checkpointed after each chunk
+    (``out_dir/checkpoints``, orbax, the newest ``config.keep_checkpoints`` kept; the replay buffers unless
+    ``config.checkpoint_buffer`` is False); an interrupted sweep loses at most the chunk in progress and continues
+    with ``resume=True`` (the same config and grid; execution-only fields such as ``seed_batch`` may change).
 
     Returns:
       ``{"algo", "env", "fields", "points": [{point, per_seed, summary, curve}], "wall_seconds", ...}`` (also
       written to ``out_dir``).
+    Raises:
+      SweepResumeError: ``out_dir`` has checkpoints and ``resume`` is False, ``resume`` without checkpoints, or
+        checkpoints of another config or grid.
     """
     names = check_grid(config, grid)
     points = grid_points(grid)
@@ -149,6 +162,8 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     if multi and not out_dir:
         raise ValueError("a multi-process sweep needs out_dir (a folder every process sees): the processes' slices "
                          "of the results are merged through it")
+    if resume and not out_dir:
+        raise SweepResumeError("resume needs out_dir (the folder of the sweep to continue)")
     p, s = len(points), config.num_seeds
     values = np.repeat(np.array([[pt[n] for n in names] for pt in points], np.float32), s, axis=0)  # [P*S, F]
     keys = jnp.concatenate([training.seed_keys(config)] * p)  # point-major: row r = point r // S, seed r % S
@@ -156,6 +171,7 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     padded = training.padded_seeds(rows)
     sharding = training.seed_sharding(rows)
     values, keys = training.pad_rows((values, keys), padded - rows)  # padding rows repeat the last real row
+    by_row = training.Trainer(None, None, None, sharding, rows, padded)  # its real()/pad(): drop/restore padding
     v_init, v_chunk = make_sweep(config, names, sharding)
     if sharding is None:
         j_init, j_chunk = jax.jit(v_init), jax.jit(v_chunk, donate_argnums=1)
@@ -171,42 +187,73 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     t0 = time.time()
     state = j_init(values, keys)
     n_chunks = config.iterations // config.chunk_iterations
-    evals = []
-    mine: dict[int, dict[str, list]] = {}  # several processes: row -> this process's eval curve pieces
-    for k in range(n_chunks):
-        state, (_, ev) = j_chunk(values, state)
-        ev = {"iteration": ev["eval_iteration"], "ret": ev[f"eval_{mode}"]}
-        if multi:
-            for name, x in ev.items():
-                for r, row in distributed.local_rows(x).items():
-                    if r < rows:
-                        mine.setdefault(r, {"iteration": [], "ret": []})[name].append(row)
-            last = distributed.gather(ev["ret"])[:rows, -1]  # every process takes part; for the progress line
-        else:
-            ev = jax.device_get(ev)
-            evals.append({"iteration": ev["iteration"][:rows], "ret": ev["ret"][:rows]})
-            last = ev["ret"][:rows, -1]
-        if progress and distributed.is_primary():
-            best = np.nanmax(np.mean(last.reshape(p, s), axis=1))
-            print(f"sweep {config.algo} on {config.env}: chunk {k + 1}/{n_chunks}, {time.time() - t0:.0f} s, best "
-                  f"point's mean {mode} return {best:.3f}", file=sys.stderr, flush=True)
+    evals: list[dict[str, np.ndarray]] = []  # per chunk: {"iteration", "ret"} [rows, E_chunk], on every process
+    manager, start = None, 0
+    if out_dir:
+        identity = {"config": to_dict(config), "grid": {n: [float(v) for v in grid[n]] for n in names}}
+        manager = checkpoint.manager(out_dir, max_to_keep=config.keep_checkpoints)
+        state, start, evals = _resume(manager, out_dir, state, by_row, identity, resume=resume, algo=config.algo)
+    skip = () if config.checkpoint_buffer else ("buffer.",)
+    try:
+        for k in range(start, n_chunks):
+            state, (_, ev) = j_chunk(values, state)
+            ev = distributed.gather({"iteration": ev["eval_iteration"], "ret": ev[f"eval_{mode}"]})  # all processes
+            evals.append({n: np.asarray(x)[:rows] for n, x in ev.items()})
+            if manager is not None:
+                history = {n: np.concatenate([e[n] for e in evals], axis=1).tolist() for n in ("iteration", "ret")}
+                checkpoint.save(manager, k + 1, by_row.real(state), algo=config.algo,
+                                meta={"sweep": identity, "evals": history}, skip=skip)
+            if progress and distributed.is_primary():
+                best = np.nanmax(np.mean(evals[-1]["ret"][:, -1].reshape(p, s), axis=1))
+                print(f"sweep {config.algo} on {config.env}: chunk {k + 1}/{n_chunks}, {time.time() - t0:.0f} s, "
+                      f"best point's mean {mode} return {best:.3f}", file=sys.stderr, flush=True)
+    finally:
+        if manager is not None:
+            manager.close()
     wall = time.time() - t0
     head = {"algo": config.algo, "env": config.env, "fields": names, "seeds": s, "test_mode": mode,
             "iterations": config.iterations, "wall_seconds": wall, "device": str(jax.devices()[0]),
             "num_devices": len(jax.devices()), "rows_padded": padded}
-    if multi:
-        write_slice(out_dir, head, points, {r: {n: np.concatenate(v) for n, v in c.items()} for r, c in mine.items()})
+    its = np.concatenate([e["iteration"] for e in evals], axis=1)  # [rows, E]
+    ret = np.concatenate([e["ret"] for e in evals], axis=1)  # [rows, E]
+    if multi:  # each process writes the rows its devices hold
+        own = sorted(r for r in distributed.local_rows(values) if r < rows)
+        write_slice(out_dir, head, points, {r: {"iteration": its[r], "ret": ret[r]} for r in own})
         distributed.barrier("svnr-sweep-slices-written")
         result = merge_slices(out_dir)
         if distributed.is_primary():
             write_results(result, out_dir)
         return result
-    its = np.concatenate([e["iteration"] for e in evals], axis=1)[0]  # [E]
-    ret = np.concatenate([e["ret"] for e in evals], axis=1).reshape(p, s, -1)  # [P, S, E]
-    result = _summarise(head, points, its, ret)
+    result = _summarise(head, points, its[0], ret.reshape(p, s, -1))
     if out_dir:
         write_results(result, out_dir)
     return result
+
+
+def _resume(manager, out_dir: str, state, by_row, identity: dict, *, resume: bool, algo: str):
+    """``(state, chunks done, evaluations so far)``: the fresh ``state`` when starting, else the latest valid
+    checkpoint of the same sweep in ``out_dir`` (see :func:`run_sweep`)."""
+    latest = manager.latest_step()
+    if latest is None:
+        if resume:
+            raise SweepResumeError(f"nothing to resume: {out_dir!r} has no sweep checkpoint")
+        return state, 0, []
+    if not resume:
+        raise SweepResumeError(f"{out_dir!r} already holds a sweep's checkpoints (chunk {latest}): continue it with "
+                               "--resume (resume=True) or choose another folder")
+    stored = checkpoint.read_meta(manager, latest).get("sweep", {})
+    if stored.get("grid") != identity["grid"]:
+        raise SweepResumeError(f"resume: {out_dir!r} holds a sweep of another grid ({stored.get('grid')}); this one "
+                               f"is {identity['grid']}")
+    if diff := training_differences(stored["config"], identity["config"]):
+        raise SweepResumeError(f"resume: the sweep in {out_dir!r} was trained with another config (differs in "
+                               f"{diff}); start a new folder instead")
+    real, step = checkpoint.restore(manager, by_row.real(state), algo=algo)
+    history = checkpoint.read_meta(manager, step)["evals"]
+    evals = [{n: np.asarray(history[n], np.float32 if n == "ret" else np.int32) for n in ("iteration", "ret")}]
+    if distributed.is_primary():
+        print(f"resuming the sweep in {out_dir} after chunk {step}", file=sys.stderr, flush=True)
+    return by_row.pad(real), step, evals
 
 
 def _summarise(head: dict, points: list[dict], its: np.ndarray, ret: np.ndarray) -> dict:
@@ -335,5 +382,5 @@ def write_results(result: dict, out_dir: str) -> None:
     fig.savefig(os.path.join(out_dir, "sweep.png"), dpi=90)
 
 
-__all__ = ["check_grid", "grid_points", "make_sweep", "merge_slices", "parse_grid", "run_sweep", "slice_path", "table",
-           "write_results", "write_slice"]
+__all__ = ["SweepResumeError", "check_grid", "grid_points", "make_sweep", "merge_slices", "parse_grid", "run_sweep",
+           "slice_path", "table", "write_results", "write_slice"]

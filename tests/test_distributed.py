@@ -21,13 +21,14 @@ ROOT = os.path.dirname(os.path.dirname(__file__))
 FLAGS = "--xla_backend_optimization_level=0"
 
 SWEEP = """preset("single_peak", "maddpg", algo_config=dict(actor_hidden=(8,), critic_hidden=(8,)), num_envs=4,
-                   iterations=10, eval_every=10, chunk_iterations=10, batch_size=8, buffer_size=128,
+                   iterations=20, eval_every=10, chunk_iterations=10, batch_size=8, buffer_size=128,
                    warmup_iterations=2, eval_episodes=8, num_seeds=2), {"tau": (0.01, 0.03, 0.05)}"""
 CONFIG = """make_config("maddpg", dict(actor_hidden=(8,), critic_hidden=(8,), gamma=0.0), env="max_of_two", num_envs=4,
                         iterations=20, eval_every=10, chunk_iterations=10, batch_size=8, buffer_size=256,
                         warmup_iterations=1, eval_episodes=4, num_seeds=4)"""
 
-# process k of 2: a sweep, then 1 of the 2 chunks of a run, then `svnr train --resume` for the rest
+# process k of 2: a sweep interrupted after its first chunk's checkpoint and resumed, then 1 of the 2 chunks of a
+# run, then `svnr train --resume` for the rest
 WORKER = textwrap.dedent(f"""
     import sys
     import jax
@@ -37,7 +38,18 @@ WORKER = textwrap.dedent(f"""
     addr, k, d = sys.argv[1], sys.argv[2], sys.argv[3]
     distributed.initialize(addr, 2, int(k))
     assert distributed.process_count() == 2 and len(jax.devices()) == 4
-    sweep.run_sweep({SWEEP}, out_dir=d + "/sweep", progress=False)
+    save = sweep.checkpoint.save
+    def save_then_stop(*a, **kw):
+        save(*a, **kw)
+        raise KeyboardInterrupt
+    sweep.checkpoint.save = save_then_stop
+    try:
+        sweep.run_sweep({SWEEP}, out_dir=d + "/sweep", progress=False)
+        raise AssertionError("not interrupted")
+    except KeyboardInterrupt:
+        pass
+    sweep.checkpoint.save = save
+    sweep.run_sweep({SWEEP}, out_dir=d + "/sweep", progress=False, resume=True)
     part = runner.run({CONFIG}, d + "/run", max_chunks=1, progress=False)
     assert part.status == "interrupted" and part.chunks_done == 1, part
     flags = ["--coordinator", addr, "--num-processes", "2", "--process-id", k]  # as initialised: nothing changes
@@ -111,9 +123,10 @@ def _seed_chunks(store) -> set[int]:
 
 
 def test_two_processes_equal_one(tmp_path):
-    """A sweep and a run (one chunk, then `svnr train --resume`) over 2 processes x 2 devices: each process writes
-    only its rows of the sweep (padded to the devices) and its shards of each checkpoint; the merged table, the metric
-    files and the checkpointed state equal one process of the same sweep and run."""
+    """A sweep (interrupted after its first chunk, then resumed) and a run (one chunk, then `svnr train --resume`)
+    over 2 processes x 2 devices: each process writes only its rows of the sweep (padded to the devices) and its
+    shards of each checkpoint; the merged table, the metric files and the checkpointed state equal one process of the
+    same sweep and run."""
     multi, single = tmp_path / "multi", tmp_path / "single"
     addr = f"localhost:{_free_port()}"
     _run_all([(WORKER, [addr, "0", str(multi)], str(tmp_path / "p0.log"), 2),

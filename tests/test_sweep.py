@@ -72,6 +72,13 @@ def test_cli_sweep(tmp_path, capsys):
     assert cli.main(["sweep", "--algo", "maddpg", "--env", "single_peak", "--grid", "tau=0.01,0.05", "--seeds", "2",
                      "--iterations", "10", "--out", out, "--no-progress"]) == 0
     assert "| 0.05 |" in capsys.readouterr().out and os.path.exists(os.path.join(out, "sweep.json"))
+    argv = ["sweep", "--algo", "maddpg", "--env", "single_peak", "--grid", "tau=0.01,0.05", "--seeds", "2",
+            "--iterations", "10", "--out", out, "--no-progress"]
+    assert cli.main(argv) == 2 and "continue it with --resume" in capsys.readouterr().err  # nothing overwritten
+    assert cli.main(argv + ["--resume"]) == 0 and "| 0.05 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv[:-3] + ["--resume"])
+    assert e.value.code == 2 and "--resume needs --out" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         cli.main(["sweep", "--env", "max_of_three", "--grid", "value_samples=8,16"])
     assert e.value.code == 2 and "changes shapes" in capsys.readouterr().err
@@ -105,3 +112,46 @@ def test_sweep_benchmark_quick_writes_json(tmp_path):
     assert bench.main(["--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["grid"]["points"] == 4 and res["grid"]["ratio"] > 0 and res["seeds"]["ratio"] > 0
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """Killed after its first chunk's checkpoint, the sweep continues from it (state and evaluations so far) with
+    resume=True and ends with the results of an uninterrupted sweep."""
+    cfg, grid = tiny(), {"actor_lr": (1e-5, 1e-2)}
+    ref = sweep.run_sweep(cfg, grid, out_dir=str(tmp_path / "ref"), progress=False)
+    save = sweep.checkpoint.save
+
+    def save_then_die(mgr, step, *a, **k):
+        save(mgr, step, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep.checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(cfg, grid, out_dir=str(tmp_path / "cut"), progress=False)
+    monkeypatch.setattr(sweep.checkpoint, "save", save)
+    assert not (tmp_path / "cut" / "sweep.json").exists()
+    # seed_batch is execution only: it may change on resume
+    got = sweep.run_sweep(dataclasses.replace(cfg, seed_batch=1), grid, out_dir=str(tmp_path / "cut"),
+                          progress=False, resume=True)
+    for g, r in zip(got["points"], ref["points"], strict=True):
+        np.testing.assert_allclose(g["per_seed"], r["per_seed"], rtol=1e-4, atol=1e-4)
+        assert g["curve"]["iteration"] == r["curve"]["iteration"] == [10, 20]
+        np.testing.assert_allclose(g["curve"]["mean"], r["curve"]["mean"], rtol=1e-4, atol=1e-4)
+
+
+def test_sweep_checkpoints_refuse_a_mismatched_resume(tmp_path):
+    cfg, out = tiny(iterations=10, chunk_iterations=10), str(tmp_path)
+    with pytest.raises(sweep.SweepResumeError, match="nothing to resume"):
+        sweep.run_sweep(cfg, {"tau": (0.01, 0.05)}, out_dir=out, resume=True, progress=False)
+    with pytest.raises(sweep.SweepResumeError, match="needs out_dir"):
+        sweep.run_sweep(cfg, {"tau": (0.01, 0.05)}, resume=True, progress=False)
+    first = sweep.run_sweep(cfg, {"tau": (0.01, 0.05)}, out_dir=out, progress=False)
+    with pytest.raises(sweep.SweepResumeError, match="already holds a sweep's checkpoints"):
+        sweep.run_sweep(cfg, {"tau": (0.01, 0.05)}, out_dir=out, progress=False)
+    with pytest.raises(sweep.SweepResumeError, match=r"another grid \(\{'tau': \[0.01, 0.05\]\}\)"):
+        sweep.run_sweep(cfg, {"tau": (0.01, 0.1)}, out_dir=out, resume=True, progress=False)
+    with pytest.raises(sweep.SweepResumeError, match=r"differs in \['batch_size'\]"):
+        sweep.run_sweep(dataclasses.replace(cfg, batch_size=4), {"tau": (0.01, 0.05)}, out_dir=out, resume=True,
+                        progress=False)
+    again = sweep.run_sweep(cfg, {"tau": (0.01, 0.05)}, out_dir=out, resume=True, progress=False)  # finished: reread
+    assert again["points"] == first["points"]
