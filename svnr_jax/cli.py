@@ -298,6 +298,12 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except sweep.SweepResumeError as e:
         print(f"svnr sweep: error: {e}", file=sys.stderr)
         return 2
+    except sweep.SweepInterrupted as e:
+        print(e, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # a second signal: quit at once
+        print(f"interrupted at once; the checkpoints already in {out} are kept", file=sys.stderr)
+        return 130
     from svnr_jax import distributed
 
     if not distributed.is_primary():  # process 0 reports the merged table

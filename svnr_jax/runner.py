@@ -135,9 +135,9 @@ def run_dir_lock(run_dir: str):
 
 
 @contextlib.contextmanager
-def _signals(enabled: bool, stop: dict):
-    """SIGINT/SIGTERM set ``stop["signal"]`` (the run ends after the current chunk, saved); a second one raises
-    ``KeyboardInterrupt`` at once (the last checkpoint stays). The previous handlers come back on exit."""
+def stop_on_signals(enabled: bool, stop: dict):
+    """SIGINT/SIGTERM set ``stop["signal"]`` (the run or sweep ends after the current chunk, saved); a second one
+    raises ``KeyboardInterrupt`` at once (the last checkpoint stays). The previous handlers come back on exit."""
     old = {}
 
     def handler(signum, frame):
@@ -160,7 +160,7 @@ def _signals(enabled: bool, stop: dict):
             signal.signal(sig, h)
 
 
-def _agreed_signal(stop: dict) -> int | None:
+def agreed_signal(stop: dict) -> int | None:
     """The signal that stops the run: this process's, or with several processes any process's (a collective, so
     that all of them stop after the same chunk)."""
     if distributed.process_count() == 1:
@@ -360,7 +360,7 @@ def run(
 
     primary = distributed.is_primary()  # the one process that writes the folder's files (always, with one process)
     stop: dict = {"signal": None}
-    with _signals(handle_signals, stop):  # from the start: a signal during set-up or compile is handled too
+    with stop_on_signals(handle_signals, stop):  # from the start: a signal during set-up or compile is handled too
         if announce and primary:
             print(announce, file=sys.stderr, flush=True)
         trainer = make_trainer(config)  # validates the config, builds env + agent before anything is written
@@ -403,7 +403,7 @@ def run(
                     if max_chunks is not None and k - start_chunk >= max_chunks:
                         status, message = "interrupted", f"stopped after max_chunks={max_chunks}"
                         break
-                    if (sig := _agreed_signal(stop)) is not None:  # received before this chunk (e.g. while compiling)
+                    if (sig := agreed_signal(stop)) is not None:  # received before this chunk (e.g. while compiling)
                         status = "interrupted"
                         message = (f"received {signal.Signals(sig).name} before chunk {k + 1}; " + (
                             f"the last checkpoint ({k}) is kept" if k else "no checkpoint was written") + "; exited")
@@ -455,7 +455,7 @@ def run(
                     ev = {m[5:]: float(np.mean(evals[m][:, -1])) for m in sorted(evals) if m != "eval_iteration"}
                     bar.update(done * config.chunk_iterations,
                                f"{rate:8.0f} env-steps/s  eval " + " ".join(f"{m}={v:.2f}" for m, v in ev.items()))
-                    if (sig := _agreed_signal(stop)) is not None:
+                    if (sig := agreed_signal(stop)) is not None:
                         status = "interrupted"
                         message = (f"received {signal.Signals(sig).name}; saved checkpoint {done} and exited cleanly")
                         break
@@ -529,5 +529,5 @@ def evaluate_run(run_dir: str, *, episodes: int | None = None, modes: tuple[str,
                         for m, v in res.items()}}
 
 
-__all__ = ["RUN_FILES", "MetricsWriter", "RunDirError", "RunResult", "evaluate_run", "evaluate_state", "load_run",
-           "prepare_run_dir", "run", "run_dir_lock"]
+__all__ = ["RUN_FILES", "MetricsWriter", "RunDirError", "RunResult", "agreed_signal", "evaluate_run", "evaluate_state",
+           "load_run", "prepare_run_dir", "run", "run_dir_lock", "stop_on_signals"]

@@ -22,10 +22,12 @@ one result from them (process 0 writes it): the same as a single-process run of 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -34,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from svnr_jax import checkpoint, distributed, training
+from svnr_jax import checkpoint, distributed, runner, training
 from svnr_jax.algorithms.base import get_algorithm
 from svnr_jax.config import TrainConfig, to_dict, training_differences, validate
 from svnr_jax.envs import make
@@ -139,8 +141,12 @@ class SweepResumeError(ValueError):
     """``out_dir`` holds another sweep's checkpoints, or checkpoints without ``resume``, or none with it."""
 
 
+class SweepInterrupted(Exception):
+    """SIGINT/SIGTERM stopped a checkpointed sweep after a chunk; its message says what was saved."""
+
+
 def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_dir: str | None = None,
-              progress: bool = True, resume: bool = False) -> dict[str, Any]:
+              progress: bool = True, resume: bool = False, handle_signals: bool = True) -> dict[str, Any]:
     """Train every grid point × ``config.num_seeds`` seeds as one program (chunked, progress per chunk) and
     summarise the final test-mode evaluation per point.
 
@@ -148,13 +154,15 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     (``out_dir/checkpoints``, orbax, the newest ``config.keep_checkpoints`` kept; the replay buffers unless
     ``config.checkpoint_buffer`` is False); an interrupted sweep loses at most the chunk in progress and continues
     with ``resume=True`` (the same config and grid; execution-only fields such as ``seed_batch`` may change).
+    There (and with ``handle_signals``), SIGINT/SIGTERM end the sweep after the current chunk and its checkpoint
+    (:class:`SweepInterrupted`); a second signal stops at once.
 
     Returns:
       ``{"algo", "env", "fields", "points": [{point, per_seed, summary, curve}], "wall_seconds", ...}`` (also
       written to ``out_dir``).
     Raises:
       SweepResumeError: ``out_dir`` has checkpoints and ``resume`` is False, ``resume`` without checkpoints, or
-        checkpoints of another config or grid.
+        checkpoints of another config or grid. SweepInterrupted: a signal, after the checkpoint it names.
     """
     names = check_grid(config, grid)
     points = grid_points(grid)
@@ -194,8 +202,16 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
         manager = checkpoint.manager(out_dir, max_to_keep=config.keep_checkpoints)
         state, start, evals = _resume(manager, out_dir, state, by_row, identity, resume=resume, algo=config.algo)
     skip = () if config.checkpoint_buffer else ("buffer.",)
-    try:
+    stop: dict = {"signal": None}
+    with contextlib.ExitStack() as stack:
+        if manager is not None:
+            stack.callback(manager.close)
+            stack.enter_context(runner.stop_on_signals(handle_signals, stop))
         for k in range(start, n_chunks):
+            if manager is not None and (sig := runner.agreed_signal(stop)) is not None:
+                saved = f"its last checkpoint (chunk {k}) is kept" if k else "no checkpoint was written"
+                raise SweepInterrupted(f"received {signal.Signals(sig).name} before chunk {k + 1} of {n_chunks}; "
+                                       f"{saved} in {out_dir}; continue with --resume (resume=True)")
             state, (_, ev) = j_chunk(values, state)
             ev = distributed.gather({"iteration": ev["eval_iteration"], "ret": ev[f"eval_{mode}"]})  # all processes
             evals.append({n: np.asarray(x)[:rows] for n, x in ev.items()})
@@ -207,9 +223,9 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
                 best = np.nanmax(np.mean(evals[-1]["ret"][:, -1].reshape(p, s), axis=1))
                 print(f"sweep {config.algo} on {config.env}: chunk {k + 1}/{n_chunks}, {time.time() - t0:.0f} s, "
                       f"best point's mean {mode} return {best:.3f}", file=sys.stderr, flush=True)
-    finally:
-        if manager is not None:
-            manager.close()
+            if manager is not None and k + 1 < n_chunks and (sig := runner.agreed_signal(stop)) is not None:
+                raise SweepInterrupted(f"received {signal.Signals(sig).name}; saved checkpoint {k + 1} of {n_chunks} "
+                                       f"in {out_dir}; continue with --resume (resume=True)")
     wall = time.time() - t0
     head = {"algo": config.algo, "env": config.env, "fields": names, "seeds": s, "test_mode": mode,
             "iterations": config.iterations, "wall_seconds": wall, "device": str(jax.devices()[0]),
@@ -382,5 +398,5 @@ def write_results(result: dict, out_dir: str) -> None:
     fig.savefig(os.path.join(out_dir, "sweep.png"), dpi=90)
 
 
-__all__ = ["SweepResumeError", "check_grid", "grid_points", "make_sweep", "merge_slices", "parse_grid", "run_sweep",
-           "slice_path", "table", "write_results", "write_slice"]
+__all__ = ["SweepInterrupted", "SweepResumeError", "check_grid", "grid_points", "make_sweep", "merge_slices",
+           "parse_grid", "run_sweep", "slice_path", "table", "write_results", "write_slice"]

@@ -114,21 +114,37 @@ def test_sweep_benchmark_quick_writes_json(tmp_path):
     assert res["grid"]["points"] == 4 and res["grid"]["ratio"] > 0 and res["seeds"]["ratio"] > 0
 
 
-def test_an_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch):
-    """Killed after its first chunk's checkpoint, the sweep continues from it (state and evaluations so far) with
+@pytest.mark.parametrize("how", ["killed", "sigterm"])
+def test_an_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch, how):
+    """Killed right after its first chunk's checkpoint, or sent SIGTERM during the first chunk (it then stops after
+    that chunk's checkpoint, saying so), the sweep continues from the checkpoint (state and evaluations so far) with
     resume=True and ends with the results of an uninterrupted sweep."""
+    import signal
+
     cfg, grid = tiny(), {"actor_lr": (1e-5, 1e-2)}
     ref = sweep.run_sweep(cfg, grid, out_dir=str(tmp_path / "ref"), progress=False)
-    save = sweep.checkpoint.save
+    save, chunk = sweep.checkpoint.save, sweep.training.chunk
 
     def save_then_die(mgr, step, *a, **k):
         save(mgr, step, *a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep.checkpoint, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep(cfg, grid, out_dir=str(tmp_path / "cut"), progress=False)
+    def chunk_and_signal(*a):  # traced once, inside the first chunk's compile: the signal arrives mid-chunk
+        signal.raise_signal(signal.SIGTERM)
+        return chunk(*a)
+
+    if how == "killed":
+        monkeypatch.setattr(sweep.checkpoint, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run_sweep(cfg, grid, out_dir=str(tmp_path / "cut"), progress=False)
+    else:
+        monkeypatch.setattr(sweep.training, "chunk", chunk_and_signal)
+        before = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(sweep.SweepInterrupted, match=r"received SIGTERM; saved checkpoint 1 of 2 in .*--resume"):
+            sweep.run_sweep(cfg, grid, out_dir=str(tmp_path / "cut"), progress=False)
+        assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
     monkeypatch.setattr(sweep.checkpoint, "save", save)
+    monkeypatch.setattr(sweep.training, "chunk", chunk)
     assert not (tmp_path / "cut" / "sweep.json").exists()
     # seed_batch is execution only: it may change on resume
     got = sweep.run_sweep(dataclasses.replace(cfg, seed_batch=1), grid, out_dir=str(tmp_path / "cut"),
@@ -155,3 +171,12 @@ def test_sweep_checkpoints_refuse_a_mismatched_resume(tmp_path):
                         progress=False)
     again = sweep.run_sweep(cfg, {"tau": (0.01, 0.05)}, out_dir=out, resume=True, progress=False)  # finished: reread
     assert again["points"] == first["points"]
+
+
+def test_cli_sweep_reports_an_interruption(tmp_path, capsys, monkeypatch):
+    def interrupted(*a, **k):
+        raise sweep.SweepInterrupted("received SIGTERM; saved checkpoint 1 of 2 in X; continue with --resume")
+
+    monkeypatch.setattr(sweep, "run_sweep", interrupted)
+    argv = ["sweep", "--algo", "maddpg", "--env", "single_peak", "--grid", "tau=0.01", "--out", str(tmp_path)]
+    assert cli.main(argv) == 130 and "continue with --resume" in capsys.readouterr().err
