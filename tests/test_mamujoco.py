@@ -580,6 +580,22 @@ def test_reset_noise_and_observation(task):
         assert_obs(env, s.obs[b], s.global_state[b], ref_obs, ref_state, 1e-5, 1e-5, f"{task} reset {b}")
 
 
+def test_a_reset_keeps_the_sampled_free_joint_quaternion():
+    """Gymnasium's reset adds uniform noise to the whole ``qpos`` (the free joint's quaternion included, so it is not
+    unit length) and ``mj_forward`` leaves ``qpos`` as set: the reset observation holds that quaternion. MJX's JAX
+    forward returns the quaternion normalised; the env keeps the given ``qpos`` (bug: reset obs off by up to 0.07)."""
+    env, ref = env_of("Ant-2x4"), ref_of("Ant-2x4")
+    rng = np.random.default_rng(0)
+    qpos = (env.mj_model.qpos0 + rng.uniform(-0.1, 0.1, env.mj_model.nq)).astype(np.float32)
+    qpos[3:7] *= 1.06 / np.linalg.norm(qpos[3:7])  # clearly not unit length
+    qvel = (0.1 * rng.standard_normal(env.mj_model.nv)).astype(np.float32)
+    s = jax.jit(env.state_from_physics)(qpos, qvel)
+    np.testing.assert_array_equal(np.asarray(s.env_state.data.qpos), qpos)
+    ref.set(qpos, qvel)
+    ref_obs, ref_state = ref.observe()
+    assert_obs(env, s.obs, s.global_state, ref_obs, ref_state, 1e-5, 1e-5, "Ant-2x4 at an unnormalised quaternion")
+
+
 def test_registry_names_and_config_validation():
     from svnr_jax.envs import list_envs
 

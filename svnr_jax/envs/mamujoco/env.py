@@ -468,12 +468,12 @@ class MaMuJoCo(Env):
         data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
         with self.mjx_functions():
             data = mjx.forward(self.mjx_model, data)
-        if self._warp is not None:
-            # as the JAX path: qpos as given (Warp's forward writes back normalized free-joint quaternions; its
-            # step normalizes them anyway), no rne_postconstraint at a reset (cfrc_ext 0)
-            data = data.replace(qpos=jnp.asarray(qpos, jnp.float32))
-            if self._needs_cfrc_ext:
-                data = data.tree_replace({"_impl.cfrc_ext": jnp.zeros_like(data._impl.cfrc_ext)})
+        # qpos as given, as MuJoCo C's mj_forward leaves it: MJX's JAX forward returns free/ball-joint quaternions
+        # normalised, while Gymnasium's reset noise makes them non-unit and its reset observation shows them so (the
+        # first step's integration normalises them in both)
+        data = data.replace(qpos=jnp.asarray(qpos, jnp.float32))
+        if self._warp is not None and self._needs_cfrc_ext:  # as the JAX path: no rne_postconstraint at a reset
+            data = data.tree_replace({"_impl.cfrc_ext": jnp.zeros_like(data._impl.cfrc_ext)})
         obs, gstate = self.observe(data)
         return State(
             env_state=MaMuJoCoState(data=data),
