@@ -244,6 +244,10 @@ def build_parser(algo: str = "svnr") -> argparse.ArgumentParser:
     sw.add_argument("--iterations", type=int, default=None, help="training iterations (default: the preset's)")
     sw.add_argument("--out", default=None, help="results folder (default runs/sweep-<algo>-<env>-<time>); the sweep "
                                                 "is checkpointed there after every chunk")
+    sw.add_argument("--checkpoint-buffer", choices=("true", "false"), default=None,
+                    help="store every row's replay buffer in the checkpoints (default: the preset's, true); false "
+                         "keeps them small (MaMuJoCo: 1M transitions per row); a resume is then not exact (fresh "
+                         "buffers)")
     sw.add_argument("--resume", action="store_true",
                     help="continue the interrupted sweep in --out from its last checkpoint (same arguments)")
     sw.add_argument("--no-progress", action="store_true", help="no line per chunk")
@@ -282,6 +286,8 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     _join(parser, args, "--out", args.out)
     try:
         over: dict = {"num_seeds": args.seeds, "seed_batch": args.seed_batch}
+        if args.checkpoint_buffer is not None:
+            over["checkpoint_buffer"] = args.checkpoint_buffer == "true"
         if args.iterations is not None:
             base = preset(args.env, args.algo)
             chunk = base.chunk_iterations if args.iterations % base.chunk_iterations == 0 else args.iterations

@@ -180,3 +180,16 @@ def test_cli_sweep_reports_an_interruption(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sweep, "run_sweep", interrupted)
     argv = ["sweep", "--algo", "maddpg", "--env", "single_peak", "--grid", "tau=0.01", "--out", str(tmp_path)]
     assert cli.main(argv) == 130 and "continue with --resume" in capsys.readouterr().err
+
+
+def test_cli_sweep_can_leave_the_replay_buffers_out_of_its_checkpoints(tmp_path):
+    from svnr_jax import checkpoint
+
+    out = str(tmp_path / "sw")
+    argv = ["sweep", "--algo", "maddpg", "--env", "single_peak", "--grid", "tau=0.01", "--seeds", "1",
+            "--iterations", "10", "--out", out, "--no-progress", "--checkpoint-buffer", "false"]
+    assert cli.main(argv) == 0
+    mgr = checkpoint.manager(out)
+    meta = checkpoint.read_meta(mgr, mgr.latest_step())
+    mgr.close()
+    assert meta["skip"] == ["buffer."] and meta["sweep"]["config"]["checkpoint_buffer"] is False
