@@ -178,16 +178,14 @@ def run_sweep(config: TrainConfig, grid: dict[str, tuple[float, ...]], *, out_di
     rows = p * s
     padded = training.padded_seeds(rows)
     sharding = training.seed_sharding(rows)
-    values, keys = training.pad_rows((values, keys), padded - rows)  # padding rows repeat the last real row
     by_row = training.Trainer(None, None, None, sharding, rows, padded)  # its real()/pad(): drop/restore padding
+    # padding rows repeat the last real row; placed on the row sharding (several processes: global arrays, each
+    # process filling its own devices' rows)
+    values, keys = by_row.pad((jnp.asarray(values), keys))
     v_init, v_chunk = make_sweep(config, names, sharding)
     if sharding is None:
         j_init, j_chunk = jax.jit(v_init), jax.jit(v_chunk, donate_argnums=1)
     else:
-        if multi:  # global arrays: each process fills its own devices' rows
-            values, keys = distributed.to_global((values, keys), sharding)
-        else:
-            values, keys = jax.device_put((jnp.asarray(values), keys), sharding)
         j_init = jax.jit(v_init, in_shardings=(sharding, sharding), out_shardings=sharding)
         j_chunk = jax.jit(v_chunk, in_shardings=(sharding, sharding), out_shardings=sharding, donate_argnums=1)
     _, agent_cls = get_algorithm(config.algo)

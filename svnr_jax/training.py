@@ -359,7 +359,7 @@ def padded_seeds(num_seeds: int, num_devices: int | None = None) -> int:
     return num_seeds if d < 2 else -(-num_seeds // d) * d
 
 
-def pad_rows(tree: Any, extra: int) -> Any:
+def _pad_rows(tree: Any, extra: int) -> Any:
     """``tree`` with its last leading row repeated ``extra`` times."""
     if not extra:
         return tree
@@ -409,8 +409,8 @@ class Trainer(NamedTuple):
             everywhere = NamedSharding(self.sharding.mesh, PartitionSpec())
             tree = jax.tree.map(lambda x: x if distributed.is_global(x) else distributed.to_global(x, everywhere),
                                 tree)
-            return jax.jit(pad_rows, static_argnums=1, out_shardings=self.sharding)(tree, extra)
-        tree = pad_rows(tree, extra)
+            return jax.jit(_pad_rows, static_argnums=1, out_shardings=self.sharding)(tree, extra)
+        tree = _pad_rows(tree, extra)
         return tree if self.sharding is None else jax.device_put(tree, self.sharding)
 
 
@@ -463,5 +463,5 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
 __all__ = ["Setup", "TrainOutput", "TrainState", "Trainer", "Trajectory", "build", "chunk", "collect", "env_step",
            "env_steps_per_iteration", "evaluate", "init", "make_train", "make_trainer", "over_seeds", "padded_seeds",
-           "pad_rows", "period",
+           "period",
            "rollout", "seed_keys", "seed_sharding", "train_step", "update"]
