@@ -12,7 +12,7 @@ Both are pairs of pure functions (``init``, ``apply``) built from static configu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -31,19 +31,23 @@ class MLP(nn.Module):
       out_dim: output size.
       first_scale: gain of the first layer's init (variance scaling, fan-in).
       out_scale: gain of the output layer's init.
+      last_hidden_activation: activation of the last hidden layer (ReLU like the others by default; HARL's
+        actors use tanh there, its ``final_activation_func``).
     """
 
     hidden: Sequence[int]
     out_dim: int
     first_scale: float = 1.0
     out_scale: float = 1.0
+    last_hidden_activation: Callable[[Array], Array] = nn.relu
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for k, width in enumerate(self.hidden):
             gain = self.first_scale if k == 0 else 1.0
             init = nn.initializers.variance_scaling(2.0 * gain**2, "fan_in", "truncated_normal")
-            x = nn.relu(nn.Dense(width, kernel_init=init)(x))
+            act = self.last_hidden_activation if k == len(self.hidden) - 1 else nn.relu
+            x = act(nn.Dense(width, kernel_init=init)(x))
         init = nn.initializers.variance_scaling(self.out_scale**2, "fan_in", "truncated_normal")
         return nn.Dense(self.out_dim, kernel_init=init)(x)
 

@@ -50,6 +50,19 @@ def trained(agent):
     return ls
 
 
+def test_actor_last_hidden_layer_is_tanh(agent):
+    """HARL's actor (PlainMLP, ``final_activation_func: tanh``): ReLU hidden layers, the last one tanh. Its features
+    lie in [-1, 1], so for any input |μ_j| ≤ Σ_k |W_kj| + |b_j| of the head (a ReLU last layer grows with the input)."""
+    params = _take(agent.init(jax.random.key(1)).actor_params, 0)
+    head = params["params"][max(params["params"], key=lambda name: int(name.split("_")[-1]))]
+    bound = jnp.sum(jnp.abs(head["kernel"]), axis=0) + jnp.abs(head["bias"])
+    obs = 1e4 * jax.random.normal(jax.random.key(2), (64, SPEC.obs_dim))
+    out = jax.vmap(agent.actor.apply, (None, 0))(params, obs)
+    mu_and_log_sig = jnp.concatenate(out, axis=-1)
+    assert bool(jnp.all(jnp.abs(mu_and_log_sig) <= bound + 1e-4))
+    assert float(jnp.max(jnp.abs(mu_and_log_sig))) > 0.5 * float(jnp.min(bound))  # saturated, not near 0
+
+
 # ------------------------------------------------------------------------------------------ sequential update
 
 

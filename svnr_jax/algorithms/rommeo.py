@@ -43,8 +43,10 @@ reference).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,9 +141,11 @@ class GaussianNet(NamedTuple):
     apply: callable
 
 
-def make_gaussian_net(num_agents: int, in_dim: int, out_dim: int, hidden: tuple[int, ...]) -> GaussianNet:
-    """N ReLU MLPs ``x -> (μ, log σ)`` (reference: ``Normal`` with an MLP of ``hidden`` and 2·out outputs)."""
-    module = MLP(tuple(hidden), 2 * out_dim)
+def make_gaussian_net(num_agents: int, in_dim: int, out_dim: int, hidden: tuple[int, ...],
+                      last_hidden_activation: Callable[[Array], Array] = nn.relu) -> GaussianNet:
+    """N ReLU MLPs ``x -> (μ, log σ)`` (reference: ``Normal`` with an MLP of ``hidden`` and 2·out outputs);
+    ``last_hidden_activation`` replaces the last hidden layer's ReLU (HASAC: tanh, as HARL)."""
+    module = MLP(tuple(hidden), 2 * out_dim, last_hidden_activation=last_hidden_activation)
 
     def init(key: PRNGKey):
         return jax.vmap(lambda k: module.init(k, jnp.zeros((in_dim,), jnp.float32)))(jax.random.split(key, num_agents))
