@@ -22,18 +22,18 @@ Reference (facts only, not copied): PKU-MARL/HARL ``harl/runners/off_policy_ha_r
 ``harl/runners/off_policy_base_runner.py`` (per-agent log α from 0, target entropy −dim A_i, Adam on log α;
 data collection samples, evaluation uses the mean), ``harl/algorithms/critics/soft_twin_continuous_q_critic.py``
 (target, joint α_c, the two MSE losses summed), ``twin_continuous_q_critic.py`` (one Adam over both critics,
-Polyak), ``harl/models/policy_models/squashed_gaussian_policy.py`` (a PlainMLP with ReLU hidden layers but a tanh last hidden
-layer, ``final_activation_func: tanh``, no input normalisation; log σ clipped to [−20, 2], σ = exp(log σ), tanh
-squashing), ``harl/common/buffers/off_policy_buffer_ep.py`` (n-step returns), ``harl/configs/algos_cfgs/
+Polyak), ``harl/models/policy_models/squashed_gaussian_policy.py`` (a PlainMLP with ReLU hidden layers but a tanh
+last hidden layer, ``final_activation_func: tanh``, no input normalisation; log σ clipped to [−20, 2], σ = exp(log
+σ), tanh squashing), ``harl/common/buffers/off_policy_buffer_ep.py`` (n-step returns), ``harl/configs/algos_cfgs/
 hasac.yaml`` and ``tuned_configs/mamujoco/*/hasac/config.json`` (values; our class defaults are the HalfCheetah-2x3
 ones). Mava's ``ff_hasac.py`` is the same scheme in JAX.
 
-[ours]: the tanh correction log(1 − tanh² + 1e-6) of our shared helpers (HARL: the exact softplus form; they
-differ only where tanh saturates); the initialisation of our shared MLPs (truncated-normal variance scaling, He for
-hidden layers; HARL's PlainMLP keeps PyTorch's default ``U(±1/√fan_in)``); per-agent noise streams ``fold_in(fold_in(key, t), i)`` in execution; start indices of n-step
-chains exclude the newest (n − 1)·B entries (HARL starts anywhere and cuts the chain at the write frontier);
-sampling with replacement (HARL: without); n_step 1 by default (n > 1 needs ``replay_stride``, set by
-:func:`svnr_jax.presets.preset`).
+[ours]: the tanh correction log(1 − tanh² + 1e-6) of our shared helpers (HARL: the exact softplus form; they differ
+only where tanh saturates); the initialisation of our shared MLPs (truncated-normal variance scaling, He for hidden
+layers; HARL's PlainMLP keeps PyTorch's default ``U(±1/√fan_in)``); per-agent noise streams ``fold_in(fold_in(key,
+t), i)`` in execution; start indices of n-step chains exclude the newest (n − 1)·B entries (HARL starts anywhere and
+cuts the chain at the write frontier); sampling with replacement (HARL: without); n_step 1 by default (n > 1 needs
+``replay_stride``, set by :func:`svnr_jax.presets.preset`).
 """
 
 from __future__ import annotations
