@@ -314,7 +314,8 @@ def main(argv=None) -> int:
                 s = entry["summary"]
                 print(f"[{a}/{t}] test return {s['mean']:.1f} ± {s['std']:.1f} (IQM {s['iqm']:.1f}), "
                       f"{entry['train_seconds']:.0f} s, {entry['env_steps_per_second']:.0f} env steps/s", flush=True)
-    shown = [a for a in list_algorithms() if any(k.startswith(a + "/") for k in results)] if args.report else algos
+    # every stored algorithm (results of runs not rerun now are kept, so the table and curves show them too)
+    shown = [a for a in list_algorithms() if any(k.startswith(a + "/") for k in results)]
     tasks = [t for t in TASKS + tuple(MAMUJOCO_TASKS) if any(k.endswith("/" + t) for k in results)]
     tasks = list(dict.fromkeys(tasks))
     done = {k: v for k, v in results.items() if not v.get("partial")}
