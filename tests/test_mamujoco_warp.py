@@ -7,6 +7,7 @@ needs warp-lang and a CUDA GPU; ``SVNR_WARP_CPU=1`` also runs it on Warp's CPU d
 compilation the first time).
 """
 
+import dataclasses
 import os
 import types
 
@@ -194,15 +195,57 @@ def test_warp_matches_jax(task):
 
 @pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
                                           "(or SVNR_WARP_CPU=1 for Warp's CPU device)")
-def test_warp_is_refused_by_the_training_stack_with_a_clear_error():
-    """Known open issue (docs/mamujoco.md, Warp backend): the wrappers select / gather leaf by leaf and Warp data
-    has fields that are not per env, so training with impl='warp' is refused by name (until that is solved)."""
+@pytest.mark.filterwarnings("ignore:MuJoCo")
+def test_warp_runs_under_the_training_wrappers_as_jax():
+    """The env state of impl='warp' holds only Warp's per-env fields (``WarpPhysics``; the shared contact buffers are
+    rebuilt inside each step), so the training wrappers (pooled auto-reset, episode statistics, rescaled actions)
+    batch it like the JAX one: the same keys and actions give the same observations through a reset."""
     from svnr_jax.envs.wrappers import wrap_for_training
 
-    env = make("HalfCheetah-2x3", impl="warp", capsule_frame="mjx", warp_batch=4)
-    assert not env.trainable
-    with pytest.raises(ValueError, match="impl='warp'"):
-        wrap_for_training(env, 4)
+    batch, steps = 4, 6
+    out = {}
+    for impl in ("jax", "warp"):
+        env = make("HalfCheetah-2x3", impl=impl, warp_batch=batch, **MJX_OWN)
+        env.spec = dataclasses.replace(env.spec, episode_length=3)  # every env resets (from the pool) within the run
+        wrapped = wrap_for_training(env, batch)
+        state = jax.jit(wrapped.reset)(jax.random.key(0))
+        if impl == "warp":
+            assert isinstance(state.env_state.env_state.data, env_module.WarpPhysics)
+            assert all(x.shape[0] == batch for x in jax.tree.leaves(state.env_state.env_state))
+        step = jax.jit(wrapped.step)
+        acts = jax.random.uniform(jax.random.key(1), (steps, batch, 2, 3), minval=-1, maxval=1)
+        obs, done = [state.obs], []
+        for t in range(steps):
+            state = step(state, acts[t], jax.random.key(10 + t))
+            obs.append(state.obs)
+            done.append(state.done)
+        out[impl] = np.stack(obs), np.stack(done)
+    assert out["warp"][1].any() and np.array_equal(out["warp"][1], out["jax"][1])
+    np.testing.assert_allclose(out["warp"][0], out["jax"][0], atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
+                                          "(or SVNR_WARP_CPU=1 for Warp's CPU device)")
+@pytest.mark.filterwarnings("ignore:MuJoCo")
+def test_a_short_run_trains_on_warp(tmp_path):
+    """``svnr train --env-config impl=warp`` end to end (runner, scan loop, replay, evaluation): finite losses and
+    returns."""
+    import csv
+
+    from svnr_jax import runner
+    from svnr_jax.config import make_config
+
+    cfg = make_config("masql", {"policy_hidden": (8,), "critic_hidden": (8,), "num_particles": 4},
+                      env="HalfCheetah-2x3", env_config={"impl": "warp", "warp_batch": 4, **MJX_OWN}, num_envs=2,
+                      iterations=4, chunk_iterations=2, eval_every=2, eval_episodes=1, warmup_iterations=2,
+                      updates_per_iteration=1, batch_size=16, buffer_size=256, num_seeds=1)
+    res = runner.run(cfg, str(tmp_path / "run"), progress=False)
+    assert res.status == "finished", res.message
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    checked = [k for k in rows[0] if k.endswith("loss") or k.startswith("eval_")]
+    assert checked and all(np.isfinite(float(r[k])) for r in rows for k in checked if r[k])
 
 
 @pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "

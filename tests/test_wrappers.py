@@ -481,12 +481,12 @@ def test_pooled_auto_reset_on_mamujoco_truncation():
 
 
 def test_an_env_the_wrappers_cannot_batch_is_refused_by_name():
-    """MaMuJoCo with impl='warp' (shared contact buffers) declares trainable = False: a clear error, not a shape
+    """An env whose state holds data shared by a vmapped batch declares trainable = False: a clear error, not a shape
     error inside a select."""
     from svnr_jax.envs import make
     from svnr_jax.envs.wrappers import wrap_for_training
 
     env = make("max_of_two")
     env.trainable = False
-    with pytest.raises(ValueError, match="cannot be wrapped for training.*impl='jax'"):
+    with pytest.raises(ValueError, match="cannot be wrapped for training.*trainable = False"):
         wrap_for_training(env, 4)

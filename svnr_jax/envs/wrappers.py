@@ -315,8 +315,7 @@ def wrap_for_training(env: Env, num_envs: int | None = None, *, reset_pool: bool
     """
     if not getattr(env.unwrapped, "trainable", True):
         raise ValueError(f"{env.unwrapped!r} cannot be wrapped for training: its state is not per env under vmap "
-                         f"(MaMuJoCo impl='warp': Warp's contact buffers are shared by the batch; train with "
-                         f"impl='jax')")
+                         f"(it declares trainable = False)")
     if reset_pool is None:
         reset_pool = bool(getattr(env.unwrapped, "expensive_reset", False))
     if num_envs is not None and reset_pool:

@@ -39,9 +39,10 @@ checks); other JAX backends (ROCm, TPU, Metal) are refused. MuJoCo Warp 3.17 has
 contacts; RK4 with free/ball joints) ``impl="warp"`` raises and asks for ``"mjx"`` (config = physics, never
 silently different). ``tendon_invweight_floor`` and the speed options are model changes and apply to both.
 ``cfrc_ext`` (Ant, Humanoid) comes from Warp's ``run_rne_postconstraint`` option. ``warp_batch`` (default 8192): the
-most envs in one vmapped call (Warp's contact buffer is shared by the vmapped envs and sized for that many).
-Unverified on a GPU in this repo; open issues (the training wrappers, free-joint reset observations):
-``docs/mamujoco.md`` ("Warp backend").
+most envs in one vmapped call (Warp's contact buffer is shared by the vmapped envs and sized for that many;
+under the training loop: seeds × envs). The env state then holds only Warp's per-env fields (:class:`WarpPhysics`),
+so the training wrappers batch it as the JAX one. Unverified on a GPU in this repo: ``docs/mamujoco.md`` ("Warp
+backend").
 
 ``reference_obs_quirks`` (default True) reproduces Gymnasium-Robotics' observation indexing exactly,
 including its index bugs: CoupledHalfCheetah (both agents' joint entries read the second cheetah's
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
 import math
 import warnings
@@ -93,10 +95,29 @@ TENDON_INVWEIGHT_FLOOR = 1e-4
 
 
 @struct.dataclass
-class MaMuJoCoState:
-    """Env internals: the MJX physics data (``Data`` leaves; batched envs add ``[B]`` in front)."""
+class WarpPhysics:
+    """The per-env part of Warp's MJX data that the next step needs (``impl="warp"``): the integration state (qpos,
+    qvel, act, ctrl, qacc_warmstart, time) and what the rewards read from the state before a step (xpos, xipos).
+    Everything else Warp recomputes in each step's forward; its contact buffers are shared by all vmapped envs, so
+    they are rebuilt from the env's initial data inside each step instead of being carried (the training wrappers
+    select and gather env states leaf by leaf as ``[B, ...]``)."""
 
-    data: mjx.Data
+    qpos: Array
+    qvel: Array
+    act: Array
+    ctrl: Array
+    qacc_warmstart: Array
+    time: Array
+    xpos: Array
+    xipos: Array
+
+
+@struct.dataclass
+class MaMuJoCoState:
+    """Env internals: the MJX physics data (``Data`` leaves; batched envs add ``[B]`` in front); with
+    ``impl="warp"`` its per-env part (:class:`WarpPhysics`; :meth:`MaMuJoCo.physics_data` rebuilds the ``Data``)."""
+
+    data: mjx.Data | WarpPhysics
 
 
 def load_model(task: TaskDef) -> mujoco.MjModel:
@@ -319,7 +340,6 @@ class MaMuJoCo(Env):
         mjx_source, mjx_changes = mjx_only_changes(model, self.config)
         self.model_changes += mjx_changes
         self._warp = None
-        self.trainable = warp_device is None  # the wrappers select leaf by leaf; Warp's buffers are not per env
         if warp_device is None:
             self.mjx_model = mjx.put_model(mjx_source)
         else:
@@ -388,7 +408,6 @@ class MaMuJoCo(Env):
         """The Warp-implementation MJX model of ``source`` and what the pure functions need for it: the initial
         data (MJX's ``make_data`` for Warp takes an ``MjModel``; built once) and ``ten_J``'s sparse layout. Raises
         Warp's log level to warnings (set ``warp.config.log_level = warp.LOG_INFO`` after ``make`` for its messages)."""
-        import mujoco.mjx.warp.types as mjxw_types
         import warp
         from mujoco.mjx._src import collision_driver, constraint
         from mujoco.mjx._src.types import Impl
@@ -407,10 +426,6 @@ class MaMuJoCo(Env):
         nefc = sum(constraint.counts(constraint.make_efc_type(source, condim)))
         naconmax = max(condim.size, 1) * int(self.config["warp_batch"])
         data0 = mjx.make_data(source, impl="warp", device=device, naconmax=naconmax, njmax=max(nefc, 1))
-        # Fields of Warp's data that are not per env (the shared contact buffer and its counters): under vmap they
-        # stay unbatched, which the training wrappers' leaf-by-leaf select / gather do not handle yet (docs)
-        shared = tuple(k for k, batched in mjxw_types._BATCH_DIM["Data"].items()
-                       if not batched and isinstance(getattr(data0._impl, k, None), jax.Array))
         # Warp keeps ten_J sparse ([nJten], MuJoCo's ten_J_rowadr / ten_J_colind layout); features() scatters it
         # into the JAX implementation's dense [ntendon, nv] (the feature layout's indexing)
         rows = np.repeat(np.arange(source.ntendon), source.ten_J_rownnz)
@@ -418,7 +433,7 @@ class MaMuJoCo(Env):
         if data0._impl.ten_J.shape[-1] != ten_j_index.size:
             raise RuntimeError(f"impl='warp': ten_J has {data0._impl.ten_J.shape[-1]} entries, the model's sparse "
                                f"layout {ten_j_index.size}: this mujoco-mjx differs from the pinned 3.17.0")
-        return model, {"data0": data0, "shared": shared, "ten_j_index": ten_j_index,
+        return model, {"data0": data0, "ten_j_index": ten_j_index,
                        "shape": (source.ntendon, source.nv), "ncon": condim.size, "njmax": max(nefc, 1)}
 
     @property
@@ -462,6 +477,20 @@ class MaMuJoCo(Env):
             return mjx_patches.reference_functions(capsule_frame=frame, rk4=rk4)
         return contextlib.nullcontext()
 
+    def physics_data(self, env_state: MaMuJoCoState) -> mjx.Data:
+        """The MJX ``Data`` of an env state: the state's own (JAX implementation), or (Warp) the env's initial data
+        with the state's per-env fields (:class:`WarpPhysics`)."""
+        if self._warp is None:
+            return env_state.data
+        fields = {f.name: getattr(env_state.data, f.name) for f in dataclasses.fields(WarpPhysics)}
+        return self._warp["data0"].replace(**fields)
+
+    def _env_state(self, data: mjx.Data) -> MaMuJoCoState:
+        if self._warp is None:
+            return MaMuJoCoState(data=data)
+        fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(WarpPhysics)}
+        return MaMuJoCoState(data=WarpPhysics(**fields))
+
     def state_from_physics(self, qpos: Array, qvel: Array) -> State:
         """The env state at ``qpos [nq]``, ``qvel [nv]`` (``mj_forward`` applied, time 0), as after a reset."""
         data = mjx.make_data(self.mjx_model) if self._warp is None else self._warp["data0"]
@@ -476,7 +505,7 @@ class MaMuJoCo(Env):
             data = data.tree_replace({"_impl.cfrc_ext": jnp.zeros_like(data._impl.cfrc_ext)})
         obs, gstate = self.observe(data)
         return State(
-            env_state=MaMuJoCoState(data=data),
+            env_state=self._env_state(data),
             obs=obs,
             global_state=gstate,
             reward=jnp.zeros((), jnp.float32),
@@ -514,7 +543,7 @@ class MaMuJoCo(Env):
     def step(self, state: State, actions: Array, key: Array | None = None) -> State:
         """One env step. ``actions [N, A]`` (padded entries ignored); ``key`` unused (deterministic)."""
         del key
-        data0 = state.env_state.data
+        data0 = self.physics_data(state.env_state)
         actions, bad = self.check_actions(actions)
         ctrl = jnp.reshape(actions, (-1,))[self.action_gather].astype(data0.ctrl.dtype)
         data1 = self.physics_step(data0, ctrl)
@@ -523,7 +552,7 @@ class MaMuJoCo(Env):
         obs, gstate = self.observe(data1)
         time = state.time + 1
         return State(
-            env_state=MaMuJoCoState(data=data1),
+            env_state=self._env_state(data1),
             obs=obs,
             global_state=gstate,
             reward=reward.astype(jnp.float32),
