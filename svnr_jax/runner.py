@@ -433,7 +433,8 @@ def run(
                         status = "nonfinite"
                         name = watched[bad[0]]
                         what = ("env step (a NaN/inf reward, observation or state; a non-finite action pays a NaN "
-                                "reward)" if name.startswith("nonfinite_") else name)
+                                "reward, as does a MaMuJoCo impl='warp' step whose contacts overflowed warp_batch)"
+                                if name.startswith("nonfinite_") else name)
                         message = (f"non-finite {what} at iteration {first + t_bad + 1} (seed {bad[1]}); "
                                    f"stopping. {where}")
                         # the chunk consumed (donated) `state`: return the last good one, from its checkpoint

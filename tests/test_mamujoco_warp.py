@@ -227,6 +227,26 @@ def test_warp_runs_under_the_training_wrappers_as_jax():
 @pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
                                           "(or SVNR_WARP_CPU=1 for Warp's CPU device)")
 @pytest.mark.filterwarnings("ignore:MuJoCo")
+def test_a_batch_larger_than_warp_batch_pays_nan_not_dropped_contacts():
+    """Warp's contact buffer holds ``warp_batch`` envs' contacts; 8 Ants with their legs on the floor overflow a
+    buffer for 1 and Warp drops contacts: every reward of that step is NaN (the runner stops on it), never a wrong
+    physics step. With room for 8 the same step is finite."""
+    batch = 8
+    rewards = {}
+    for warp_batch in (1, batch):
+        env = make("Ant-2x4", impl="warp", warp_batch=warp_batch, **MJX_OWN)
+        qpos = np.tile(env.mj_model.qpos0, (batch, 1)).astype(np.float32)
+        qpos[:, 2] = 0.3  # torso low: the legs touch the floor (from a reset they are still in the air)
+        state = jax.jit(jax.vmap(env.state_from_physics))(jnp.asarray(qpos), jnp.zeros((batch, env.mj_model.nv)))
+        nxt = jax.jit(jax.vmap(env.step))(state, jnp.zeros((batch, 2, 4)))
+        assert np.isfinite(np.asarray(nxt.obs)).all()  # the state itself stays finite
+        rewards[warp_batch] = np.asarray(nxt.reward)
+    assert np.isnan(rewards[1]).all() and np.isfinite(rewards[batch]).all()
+
+
+@pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
+                                          "(or SVNR_WARP_CPU=1 for Warp's CPU device)")
+@pytest.mark.filterwarnings("ignore:MuJoCo")
 def test_a_short_run_trains_on_warp(tmp_path):
     """``svnr train --env-config impl=warp`` end to end (runner, scan loop, replay, evaluation): finite losses and
     returns."""

@@ -40,9 +40,10 @@ contacts; RK4 with free/ball joints) ``impl="warp"`` raises and asks for ``"mjx"
 silently different). ``tendon_invweight_floor`` and the speed options are model changes and apply to both.
 ``cfrc_ext`` (Ant, Humanoid) comes from Warp's ``run_rne_postconstraint`` option. ``warp_batch`` (default 8192): the
 most envs in one vmapped call (Warp's contact buffer is shared by the vmapped envs and sized for that many;
-under the training loop: seeds × envs). The env state then holds only Warp's per-env fields (:class:`WarpPhysics`),
-so the training wrappers batch it as the JAX one. Unverified on a GPU in this repo: ``docs/mamujoco.md`` ("Warp
-backend").
+under the training loop: seeds × envs); a step whose batch overflows it pays a NaN reward (the runner stops and
+says so) instead of silently dropping contacts. The env state holds only Warp's per-env fields
+(:class:`WarpPhysics`), so the training wrappers batch it as the JAX one. Unverified on a GPU in this repo:
+``docs/mamujoco.md`` ("Warp backend").
 
 ``reference_obs_quirks`` (default True) reproduces Gymnasium-Robotics' observation indexing exactly,
 including its index bugs: CoupledHalfCheetah (both agents' joint entries read the second cheetah's
@@ -433,7 +434,7 @@ class MaMuJoCo(Env):
         if data0._impl.ten_J.shape[-1] != ten_j_index.size:
             raise RuntimeError(f"impl='warp': ten_J has {data0._impl.ten_J.shape[-1]} entries, the model's sparse "
                                f"layout {ten_j_index.size}: this mujoco-mjx differs from the pinned 3.17.0")
-        return model, {"data0": data0, "ten_j_index": ten_j_index,
+        return model, {"data0": data0, "naconmax": naconmax, "ten_j_index": ten_j_index,
                        "shape": (source.ntendon, source.nv), "ncon": condim.size, "njmax": max(nefc, 1)}
 
     @property
@@ -532,13 +533,26 @@ class MaMuJoCo(Env):
     def physics_step(self, data: mjx.Data, ctrl: Array) -> mjx.Data:
         """``frame_skip`` MJX steps with ``ctrl [nu]`` (then ``rne_postconstraint`` where the task reads
         ``cfrc_ext``, as Gymnasium's ``do_simulation`` does)."""
+        return self._physics_step(data, ctrl)[0]
+
+    def _physics_step(self, data: mjx.Data, ctrl: Array) -> tuple[mjx.Data, Array]:
+        """:meth:`physics_step` and whether Warp's shared contact buffer overflowed in any substep (more candidate
+        contacts in the vmapped batch than ``warp_batch`` envs hold: Warp then drops contacts); False for JAX."""
         model = self.mjx_model
         data = data.replace(ctrl=ctrl)
+
+        def substep(_, carry):
+            d, overflow = mjx.step(model, carry[0]), carry[1]
+            if self._warp is not None:
+                cap = self._warp["naconmax"]
+                overflow = overflow | jnp.any(d._impl.nacon > cap) | jnp.any(d._impl.ncollision > cap)
+            return d, overflow
+
         with self.mjx_functions():
-            data = jax.lax.fori_loop(0, self.task.frame_skip, lambda _, d: mjx.step(model, d), data)
+            data, overflow = jax.lax.fori_loop(0, self.task.frame_skip, substep, (data, jnp.zeros((), bool)))
         if self._needs_cfrc_ext and self._warp is None:  # Warp: in its forward (run_rne_postconstraint)
             data = mjx.rne_postconstraint(model, data)
-        return data
+        return data, overflow
 
     def step(self, state: State, actions: Array, key: Array | None = None) -> State:
         """One env step. ``actions [N, A]`` (padded entries ignored); ``key`` unused (deterministic)."""
@@ -546,9 +560,11 @@ class MaMuJoCo(Env):
         data0 = self.physics_data(state.env_state)
         actions, bad = self.check_actions(actions)
         ctrl = jnp.reshape(actions, (-1,))[self.action_gather].astype(data0.ctrl.dtype)
-        data1 = self.physics_step(data0, ctrl)
+        data1, overflow = self._physics_step(data0, ctrl)
         reward, terminated = self._reward(data0, data1, ctrl, self.dt)
-        reward = jnp.where(bad, jnp.nan, reward)
+        # a non-finite action, or (Warp) contacts dropped by an overflowing buffer: a NaN reward, which the runner
+        # stops on (never silently wrong physics)
+        reward = jnp.where(bad | overflow, jnp.nan, reward)
         obs, gstate = self.observe(data1)
         time = state.time + 1
         return State(
