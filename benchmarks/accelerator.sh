@@ -7,7 +7,7 @@
 #   3. a hyperparameter grid as one program vs one program per point, and 64 seeds vmapped vs sequential;
 #   4. the expected wall time of paper-scale MaMuJoCo runs (HalfCheetah-2x3, 2M env steps, 5 seeds) of SVNR, MADDPG,
 #      HASAC and MAPPO, measured on this device (`experiments.mamujoco --estimate`; the other algorithms: run it
-#      with --algos all when there is time).
+#      with --algos all when there is time); 4b. with WARP_ESTIMATE=1 the same for SVNR on MJX's Warp backend.
 # QUICK=1 runs the same steps at CPU sizes (a smoke test of the script). PY selects the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,4 +87,17 @@ timeout 180 "$PY" -m benchmarks.sweep "${GRID_ARGS[@]}" --out "$OUT/sweep.json" 
   || echo "sweep benchmark failed or timed out (status $?)"
 timeout 240 "$PY" -m experiments.mamujoco --budget paper --estimate --seeds "$EST_SEEDS" --tasks HalfCheetah-2x3 \
   --algos "${EST_ALGOS[@]}" --out "$OUT" || echo "estimate failed or timed out (status $?)"
+# 4b. opt-in (WARP_ESTIMATE=1; a few more minutes): the same estimate for SVNR with MJX's Warp backend, where
+#     warp-lang and a CUDA GPU are present (results under $OUT/warp)
+if [[ "${WARP_ESTIMATE:-0}" == 1 ]]; then
+  if "$PY" -c "import sys; from svnr_jax.envs.mamujoco.env import warp_device; sys.exit(warp_device().platform != 'gpu')" \
+    2>/dev/null
+  then
+    timeout 300 "$PY" -m experiments.mamujoco --budget paper --estimate --seeds "$EST_SEEDS" --tasks HalfCheetah-2x3 \
+      --algos svnr --env-config impl=warp --env-config capsule_frame=mjx --out "$OUT/warp" \
+      || echo "warp estimate failed or timed out (status $?)"
+  else
+    echo "warp estimate skipped: needs warp-lang and a CUDA GPU"
+  fi
+fi
 echo "accelerator benchmarks: $(( $(date +%s) - t0 )) s; results in $OUT"

@@ -30,6 +30,8 @@ from their last checkpoint; ``--fresh`` retrains them.
 
     python -m experiments.mamujoco --budget cpu --algos all --tasks HalfCheetah-2x3 Walker2d-2x3 --seeds 3
     python -m experiments.mamujoco --budget paper --algos all --seeds 5      # the paper's four tasks, 2M steps
+    python -m experiments.mamujoco --budget paper --estimate --algos svnr --tasks HalfCheetah-2x3 \
+        --env-config impl=warp --env-config capsule_frame=mjx --out runs/warp   # Warp (NVIDIA GPU): time per run
     python -m experiments.mamujoco --budget cpu --report                     # reprint the stored table
 """
 
@@ -47,6 +49,7 @@ import jax
 import numpy as np
 
 from svnr_jax.algorithms import get_algorithm, list_algorithms
+from svnr_jax.cli import parse_env_config
 from svnr_jax.config import TrainConfig, to_dict, training_differences, validate
 from svnr_jax.presets import MAMUJOCO_TASKS, preset
 from svnr_jax.runner import RunDirError, evaluate_state, run
@@ -73,11 +76,13 @@ OFF_POLICY_ONLY = ("updates_per_iteration", "warmup_iterations", "buffer_size", 
                    "checkpoint_buffer")
 
 
-def budget_config(task: str, algo: str, budget: str, seeds: int, env_steps: int | None, seed: int = 0) -> TrainConfig:
+def budget_config(task: str, algo: str, budget: str, seeds: int, env_steps: int | None, seed: int = 0,
+                  env_config: dict | None = None) -> TrainConfig:
     """The config of (``algo``, ``task``) at ``budget`` for ``seeds`` vmapped seeds.
 
     ``env_steps`` (per seed) overrides the budget's; iterations, evaluation period and chunk are converted with
     the algorithm's env steps per iteration, so every algorithm gets the same env steps and evaluation points.
+    ``env_config`` (e.g. ``{"impl": "warp", "capsule_frame": "mjx"}``) is added to the budget's env config.
     Raises ValueError when the budget does not divide into whole iterations.
     """
     _, agent_cls = get_algorithm(algo)
@@ -86,6 +91,9 @@ def budget_config(task: str, algo: str, budget: str, seeds: int, env_steps: int 
     if budget == "cpu":
         over.update({k: v for k, v in CPU_RUN.items() if not (on_policy and k in OFF_POLICY_ONLY)})
         over["env_config"] = dict(CPU_RUN["env_config"])
+    if env_config:
+        base = over.get("env_config", dict(preset(task, algo).env_config))
+        over["env_config"] = {**base, **env_config}
     cfg = preset(task, algo, **over)
     spi = env_steps_per_iteration(cfg)
     if budget == "cpu":
@@ -114,7 +122,7 @@ def eval_curve(run_dir: str, mode: str, spi: int) -> dict:
 
 def train_one(algo: str, task: str, args, results: dict) -> dict | None:
     """Train (or resume, or skip) one (algorithm, task) run; returns its result entry (``None``: not finished)."""
-    cfg = budget_config(task, algo, args.budget, args.seeds, args.env_steps)
+    cfg = budget_config(task, algo, args.budget, args.seeds, args.env_steps, env_config=args.env_config)
     _, agent_cls = get_algorithm(algo)
     key = f"{algo}/{task}"
     old = results.get(key)
@@ -160,7 +168,7 @@ def estimate(algo: str, task: str, args, iterations: int = 16) -> dict:
     ``iterations_of_run × (chunk − eval) / iterations + evaluations_of_run × eval``. Compile time is reported apart."""
     from svnr_jax.training import evaluate, make_trainer, seed_keys
 
-    cfg = budget_config(task, algo, args.budget, args.seeds, args.env_steps)
+    cfg = budget_config(task, algo, args.budget, args.seeds, args.env_steps, env_config=args.env_config)
     k = min(iterations, cfg.iterations)
     small = dataclasses.replace(cfg, iterations=k, eval_every=k, chunk_iterations=k)
     tr = make_trainer(small)
@@ -184,7 +192,7 @@ def estimate(algo: str, task: str, args, iterations: int = 16) -> dict:
             "env_steps": cfg.iterations * env_steps_per_iteration(cfg), "seconds_per_iteration": per_it,
             "seconds_per_evaluation": eval_s, "evaluations": n_evals, "compile_seconds": compile_s,
             "expected_hours": total / 3600, "device": str(jax.devices()[0]), "measured_iterations": k,
-            "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count()}
+            "load_average": os.getloadavg()[0], "cpu_count": os.cpu_count(), "env_config": dict(cfg.env_config)}
 
 
 def _cell(s: dict) -> str:
@@ -264,6 +272,9 @@ def main(argv=None) -> int:
     p.add_argument("--test-episodes", type=int, default=5, help="test episodes per seed after training (5)")
     p.add_argument("--runs-dir", default="runs/mamujoco", help="run folders (checkpoints, metrics)")
     p.add_argument("--out", default=None, help="results folder (default experiments/results/mamujoco/<budget>)")
+    p.add_argument("--env-config", type=parse_env_config, action="append", metavar="KEY=VALUE", default=None,
+                   help="env option for every run, repeatable (e.g. --env-config impl=warp --env-config "
+                        "capsule_frame=mjx: MJX's Warp backend on an NVIDIA GPU); use another --out for such runs")
     p.add_argument("--fresh", action="store_true", help="retrain runs that are finished or were interrupted")
     p.add_argument("--report", action="store_true", help="only print and write the stored table and curves")
     p.add_argument("--no-progress", action="store_true", help="no progress line per chunk")
@@ -271,6 +282,7 @@ def main(argv=None) -> int:
                    help="train nothing: measure a few iterations of each run and print its expected wall time at the "
                         "budget on this device (writes estimate_<device>.json)")
     args = p.parse_args(argv)
+    args.env_config = dict(args.env_config or ())
     algos = list_algorithms() if args.algos == ["all"] else args.algos
     for a in algos:
         get_algorithm(a)  # unknown names: the registry's error, before any work
@@ -299,7 +311,7 @@ def main(argv=None) -> int:
         for t in args.tasks:  # configs first: a bad budget is reported before hours of training
             for a in algos:
                 try:
-                    budget_config(t, a, args.budget, args.seeds, args.env_steps)
+                    budget_config(t, a, args.budget, args.seeds, args.env_steps, env_config=args.env_config)
                 except ValueError as e:
                     p.error(str(e))
         for t in args.tasks:

@@ -66,7 +66,9 @@ def _parse_topology(text: str) -> str | tuple[tuple[int, ...], ...]:
         raise argparse.ArgumentTypeError(f"expected a topology name or a 0/1 mask like 1,0;1,1, got {text!r}") from e
 
 
-def _parse_env_config(text: str) -> tuple[str, Any]:
+def parse_env_config(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--env-config`` -> ``(key, value)``; VALUE as JSON where it parses (numbers, true/false,
+    lists), else the string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     k, v = text.split("=", 1)
@@ -92,7 +94,7 @@ def _add_config_options(parser: argparse.ArgumentParser, algo: str) -> None:
             kwargs: dict[str, Any] = {"dest": f.name, "default": None}
             help_text = docs.get(f.name, "")
             if f.name == "env_config":
-                kwargs.update(type=_parse_env_config, action="append", metavar="KEY=VALUE")
+                kwargs.update(type=parse_env_config, action="append", metavar="KEY=VALUE")
                 help_text += " Repeat the option for several keys."
             elif f.name == "topology":
                 kwargs.update(type=_parse_topology, metavar="NAME|MASK")

@@ -54,6 +54,16 @@ def _fake(algo, task, values):
             "train_seconds": 12.0, "env_steps_per_second": 3000.0, "test_episodes": 5, "device": "cpu:0"}
 
 
+@pytest.mark.parametrize("budget", ["cpu", "paper"])
+def test_env_config_is_added_to_the_budgets(budget):
+    """``--env-config`` (e.g. impl=warp) reaches every run's env, on top of the budget's own env options."""
+    base = exp.budget_config("HalfCheetah-2x3", "maddpg", budget, 1, None)
+    cfg = exp.budget_config("HalfCheetah-2x3", "maddpg", budget, 1, None, env_config={"capsule_frame": "mjx"})
+    assert cfg.env_kwargs == {**base.env_kwargs, "capsule_frame": "mjx"}
+    assert cfg.iterations == base.iterations and cfg.num_envs == base.num_envs
+    assert exp.parse_env_config("warp_batch=64") == ("warp_batch", 64)  # the CLI's KEY=VALUE (JSON values)
+
+
 def test_table_has_the_papers_form_iqm_wall_times_and_the_papers_numbers(tmp_path):
     res = {"svnr/HalfCheetah-2x3": _fake("svnr", "HalfCheetah-2x3", [100.0, 200.0, 300.0]),
            "maddpg/HalfCheetah-2x3": _fake("maddpg", "HalfCheetah-2x3", [10.0, 10.0, 10.0])}
@@ -70,7 +80,7 @@ def test_sweep_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkey
     second call skips the finished runs (never calls run); an interrupted run is stored as partial and resumed."""
     from conftest import tiny_algo_config
 
-    def tiny(task, algo, budget, seeds, env_steps, seed=0):
+    def tiny(task, algo, budget, seeds, env_steps, seed=0, env_config=None):
         return preset("single_peak", algo, algo_config=tiny_algo_config(algo), num_seeds=seeds, num_envs=4,
                       iterations=8, eval_every=4, chunk_iterations=4, eval_episodes=2, warmup_iterations=2,
                       batch_size=8, buffer_size=64, seed=seed)
