@@ -286,3 +286,28 @@ def test_a_warp_env_prints_nothing(tmp_path):
                          env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout == "", out.stdout[:500]
+
+
+@pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
+                                          "(or SVNR_WARP_CPU=1 for Warp's CPU device)")
+@pytest.mark.filterwarnings("ignore:MuJoCo")
+def test_capped_solver_iterations_do_not_print_warp_warnings(tmp_path):
+    """A capped solver (the speed options solver_iterations / ls_iterations, e.g. the CPU budget's) reaches its limit
+    on purpose; Warp's kernels would print "solver iterations limit reached" at every such step (on stdout, in a
+    fresh process): they print nothing."""
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp, numpy as np\nfrom svnr_jax.envs import make\n"
+            "env = make('Ant-2x4', impl='warp', warp_batch=4, capsule_frame='mjx', rk4_rotations='mjx', "
+            "solver_iterations=1, ls_iterations=1)\n"
+            "qpos = np.tile(env.mj_model.qpos0, (4, 1)).astype(np.float32); qpos[:, 2] = 0.3\n"
+            "s = jax.jit(jax.vmap(env.state_from_physics))(jnp.asarray(qpos), jnp.zeros((4, env.mj_model.nv)))\n"
+            "step = jax.jit(jax.vmap(env.step))\n"
+            "for _ in range(3):\n    s = step(s, jnp.ones((4, 2, 4)))\n"
+            "jax.block_until_ready(s.obs)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "iterations" not in out.stdout, out.stdout[:500]

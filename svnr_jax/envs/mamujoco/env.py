@@ -420,6 +420,15 @@ class MaMuJoCo(Env):
             warp.config.quiet = True
 
         model = mjx.put_model(source, impl="warp", device=device)
+        # Warp prints "solver iterations limit reached" from its kernels whenever a step stops at the iteration limit;
+        # a capped solver_iterations / ls_iterations (speed options) is deliberate, so those two warnings are turned
+        # off then (the JAX implementation stops there silently too); other overflow warnings stay on
+        from mujoco.mjx.third_party.mujoco_warp._src.types import OverflowType
+
+        quiet = (OverflowType.ITERATIONS if self.config["solver_iterations"] is not None else 0) | (
+            OverflowType.LS_ITERATIONS if self.config["ls_iterations"] is not None else 0)
+        if quiet:
+            model = model.tree_replace({"opt._impl.warn_overflow": int(model.opt._impl.warn_overflow) & ~int(quiet)})
         # Capacities as the JAX implementation's (every candidate contact, every constraint row: nothing dropped).
         # Warp's constraint rows are per world (njmax), its contacts one buffer shared by all vmapped worlds
         # (naconmax = warp_batch worlds x contacts per world).
