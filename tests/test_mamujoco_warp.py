@@ -274,18 +274,24 @@ def test_a_short_run_trains_on_warp(tmp_path):
 def test_a_warp_env_prints_nothing(tmp_path):
     """Warp prints its banner and each module load on stdout at log level INFO; making and stepping a Warp env (in
     a fresh process, where Warp initialises) prints nothing there."""
-    import subprocess
-    import sys
-
     code = ("import jax, jax.numpy as jnp\nfrom svnr_jax.envs import make\n"
             "env = make('HalfCheetah-2x3', impl='warp', capsule_frame='mjx', warp_batch=2)\n"
             "ts = jax.jit(env.reset)(jax.random.key(0))\n"
             "jax.block_until_ready(jax.jit(env.step)(ts, jnp.zeros((2, 3))).obs)\n")
+    stdout = _stdout_of_a_fresh_process(code, tmp_path)
+    assert stdout == "", stdout[:500]
+
+
+def _stdout_of_a_fresh_process(code: str, cwd) -> str:
+    """What ``python -c code`` prints on stdout in a fresh process (where Warp initialises); it must succeed."""
+    import subprocess
+    import sys
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=cwd,
                          env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout == "", out.stdout[:500]
+    return out.stdout
 
 
 @pytest.mark.skipif(not WARP_RUNS, reason="needs warp-lang (pip install 'svnr-jax[warp]') and a CUDA GPU "
@@ -295,9 +301,6 @@ def test_capped_solver_iterations_do_not_print_warp_warnings(tmp_path):
     """A capped solver (the speed options solver_iterations / ls_iterations, e.g. the CPU budget's) reaches its limit
     on purpose; Warp's kernels would print "solver iterations limit reached" at every such step (on stdout, in a
     fresh process): they print nothing."""
-    import subprocess
-    import sys
-
     code = ("import jax, jax.numpy as jnp, numpy as np\nfrom svnr_jax.envs import make\n"
             "env = make('Ant-2x4', impl='warp', warp_batch=4, capsule_frame='mjx', rk4_rotations='mjx', "
             "solver_iterations=1, ls_iterations=1)\n"
@@ -306,8 +309,5 @@ def test_capped_solver_iterations_do_not_print_warp_warnings(tmp_path):
             "step = jax.jit(jax.vmap(env.step))\n"
             "for _ in range(3):\n    s = step(s, jnp.ones((4, 2, 4)))\n"
             "jax.block_until_ready(s.obs)\n")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": root})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "iterations" not in out.stdout, out.stdout[:500]
+    stdout = _stdout_of_a_fresh_process(code, tmp_path)
+    assert "iterations" not in stdout, stdout[:500]
