@@ -478,15 +478,3 @@ def test_pooled_auto_reset_on_mamujoco_truncation():
     np.testing.assert_array_equal(nxt.global_state[1], fresh.global_state)
     np.testing.assert_array_equal(nxt.env_state.env_state.data.qpos[1], fresh.env_state.data.qpos)
     np.testing.assert_array_equal(nxt.env_state.env_state.data.qvel[1], fresh.env_state.data.qvel)
-
-
-def test_an_env_the_wrappers_cannot_batch_is_refused_by_name():
-    """An env whose state holds data shared by a vmapped batch declares trainable = False: a clear error, not a shape
-    error inside a select."""
-    from svnr_jax.envs import make
-    from svnr_jax.envs.wrappers import wrap_for_training
-
-    env = make("max_of_two")
-    env.trainable = False
-    with pytest.raises(ValueError, match="cannot be wrapped for training.*trainable = False"):
-        wrap_for_training(env, 4)

@@ -133,11 +133,6 @@ class Env:
     #: step (:class:`~svnr_jax.envs.wrappers.PooledAutoReset`) instead of computing a reset for every env at every
     #: step (:class:`~svnr_jax.envs.wrappers.AutoReset`, kept for cheap resets: the games end every step).
     expensive_reset: bool = False
-    #: The training wrappers can batch this env (every leaf of its state gets a per-env leading axis under ``vmap``).
-    #: False (an env whose state holds data shared by a vmapped batch): ``wrap_for_training`` refuses it with a clear
-    #: error instead of failing inside a select. (MaMuJoCo with ``impl="warp"`` keeps only Warp's per-env fields in
-    #: its state for this reason.)
-    trainable: bool = True
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

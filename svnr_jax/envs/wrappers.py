@@ -313,9 +313,6 @@ def wrap_for_training(env: Env, num_envs: int | None = None, *, reset_pool: bool
       ``EpisodeStats(PooledAutoReset(RescaleActions(env), num_envs))``;
     * else ``Batch(EpisodeStats(AutoReset(RescaleActions(env))), num_envs)``.
     """
-    if not getattr(env.unwrapped, "trainable", True):
-        raise ValueError(f"{env.unwrapped!r} cannot be wrapped for training: its state is not per env under vmap "
-                         f"(it declares trainable = False)")
     if reset_pool is None:
         reset_pool = bool(getattr(env.unwrapped, "expensive_reset", False))
     if num_envs is not None and reset_pool:

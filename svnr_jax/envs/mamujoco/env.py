@@ -113,6 +113,11 @@ class WarpPhysics:
     xipos: Array
 
 
+def _warp_fields(source: mjx.Data | WarpPhysics) -> dict[str, Array]:
+    """The :class:`WarpPhysics` fields of ``source`` by name."""
+    return {f.name: getattr(source, f.name) for f in dataclasses.fields(WarpPhysics)}
+
+
 @struct.dataclass
 class MaMuJoCoState:
     """Env internals: the MJX physics data (``Data`` leaves; batched envs add ``[B]`` in front); with
@@ -444,7 +449,7 @@ class MaMuJoCo(Env):
             raise RuntimeError(f"impl='warp': ten_J has {data0._impl.ten_J.shape[-1]} entries, the model's sparse "
                                f"layout {ten_j_index.size}: this mujoco-mjx differs from the pinned 3.17.0")
         return model, {"data0": data0, "naconmax": naconmax, "ten_j_index": ten_j_index,
-                       "shape": (source.ntendon, source.nv), "ncon": condim.size, "njmax": max(nefc, 1)}
+                       "shape": (source.ntendon, source.nv)}
 
     @property
     def impl(self) -> str:
@@ -492,14 +497,10 @@ class MaMuJoCo(Env):
         with the state's per-env fields (:class:`WarpPhysics`)."""
         if self._warp is None:
             return env_state.data
-        fields = {f.name: getattr(env_state.data, f.name) for f in dataclasses.fields(WarpPhysics)}
-        return self._warp["data0"].replace(**fields)
+        return self._warp["data0"].replace(**_warp_fields(env_state.data))
 
     def _env_state(self, data: mjx.Data) -> MaMuJoCoState:
-        if self._warp is None:
-            return MaMuJoCoState(data=data)
-        fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(WarpPhysics)}
-        return MaMuJoCoState(data=WarpPhysics(**fields))
+        return MaMuJoCoState(data=data if self._warp is None else WarpPhysics(**_warp_fields(data)))
 
     def state_from_physics(self, qpos: Array, qvel: Array) -> State:
         """The env state at ``qpos [nq]``, ``qvel [nv]`` (``mj_forward`` applied, time 0), as after a reset."""
